@@ -1,0 +1,26 @@
+# Environment bootstrap. The virtual environment lives outside the checkout, keyed on the lock file's hash,
+# so every checkout with the same lock reuses it; `.venv` is a link to it.
+PYTHON ?= python3.11
+LOCK_HASH := $(shell sha256sum requirements/lock.txt | cut -c1-16)
+ENV_DIR ?= $(HOME)/.cache/recrepro/venv-$(LOCK_HASH)
+
+.PHONY: env test run lint
+
+env: $(ENV_DIR)/.complete
+	ln -sfn $(ENV_DIR) .venv
+	.venv/bin/pip install --quiet --no-deps --no-build-isolation -e .
+
+$(ENV_DIR)/.complete: requirements/lock.txt
+	rm -rf $(ENV_DIR)
+	$(PYTHON) -m venv $(ENV_DIR)
+	$(ENV_DIR)/bin/pip install --quiet -r requirements/lock.txt
+	touch $@
+
+test: env
+	.venv/bin/python -m pytest --run-slow
+
+run: env
+	.venv/bin/snakemake --cores all results/table2.md
+
+lint: env
+	.venv/bin/snakemake --lint

@@ -1,0 +1,121 @@
+"""Run configuration: training settings shared by all methods, plus one method's hyperparameters.
+
+Resolution order (later wins): the method's ``Params`` defaults (the reference's top-level values), the
+reference's values for the dataset, the chosen preset (``faithful`` adds nothing), then explicit overrides.
+Every resolved value that differs from the reference for that dataset is recorded as a named deviation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from recrepro.registry import get_method
+
+
+class TrainParams(BaseModel):
+    """The shared training loop's settings (reference: IRLLRec/RLMRec ``train`` and ``test`` blocks)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(4096, gt=0)
+    drop_last: bool = False
+    max_epochs: int = Field(3000, gt=0)
+    test_step: int = Field(3, gt=0, description="validate when epoch % test_step == 0")
+    patience: int = Field(5, gt=0, description="validations without strict improvement before stopping")
+    select_metric: str = "recall@20"
+    ks: tuple[int, ...] = (5, 10, 20)
+    eval_batch_size: int = Field(1024, gt=0)
+
+    @field_validator("select_metric")
+    @classmethod
+    def _metric_known(cls, value: str, info) -> str:
+        name, _, k = value.partition("@")
+        if name not in ("recall", "ndcg") or not k.isdigit():
+            raise ValueError(f"select_metric must look like recall@20 or ndcg@10, got {value!r}")
+        return value
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid."""
+
+
+class RunConfig(BaseModel):
+    """Everything that determines one training run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: str
+    dataset: str
+    seed: int = 2023
+    device: str = "cpu"
+    preset: str = "faithful"
+    train: TrainParams
+    model: dict[str, Any]
+    deviations: tuple[str, ...] = ()
+
+    def model_params(self):
+        """The method's typed hyperparameters."""
+        return get_method(self.method).Params(**self.model)
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """Parse ``section.key=value`` strings (section ``model`` or ``train``; values in YAML syntax)."""
+    out: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or section not in out or not name:
+            raise ConfigError(f"override {item!r} must look like model.<name>=<value> or train.<name>=<value>")
+        out[section][name] = yaml.safe_load(raw)
+    return out
+
+
+def _validated(cls: type[BaseModel], values: dict[str, Any], what: str) -> BaseModel:
+    unknown = set(values) - set(cls.model_fields)
+    if unknown:
+        raise ConfigError(f"unknown {what} key(s) {sorted(unknown)}; valid keys: {sorted(cls.model_fields)}")
+    try:
+        return cls(**values)
+    except ValidationError as err:
+        raise ConfigError(f"invalid {what} value:\n{err}") from err
+
+
+def _differences(resolved: BaseModel, reference: BaseModel, section: str) -> list[str]:
+    return [
+        f"{section}.{name}={getattr(resolved, name)!r} (reference {getattr(reference, name)!r})"
+        for name in type(resolved).model_fields
+        if getattr(resolved, name) != getattr(reference, name)
+    ]
+
+
+def resolve_config(method: str, dataset: str, *, seed: int = 2023, device: str = "cpu", preset: str = "faithful",
+                   overrides: dict[str, dict[str, Any]] | None = None) -> RunConfig:
+    """Resolve the full configuration of one run and name its deviations from the reference."""
+    cls = get_method(method)
+    overrides = overrides or {}
+    unknown_sections = set(overrides) - {"model", "train"}
+    if unknown_sections:
+        raise ConfigError(f"unknown override section(s) {sorted(unknown_sections)}; use 'model' or 'train'")
+    if preset != "faithful" and preset not in cls.presets:
+        raise ConfigError(f"{method} has no preset {preset!r}; presets: {['faithful', *cls.presets]}")
+
+    model_ref = {**cls.reference.get(dataset, {})}
+    train_ref = {**cls.train_defaults, **cls.train_reference.get(dataset, {})}
+    preset_values = cls.presets.get(preset, {})
+    model_reference = _validated(cls.Params, model_ref, f"{method} model")
+    train_reference = _validated(TrainParams, train_ref, "train")
+    model = _validated(cls.Params, {**model_ref, **preset_values.get(dataset, preset_values.get("*", {})),
+                                    **overrides.get("model", {})}, f"{method} model")
+    train = _validated(TrainParams, {**train_ref, **overrides.get("train", {})}, "train")
+
+    deviations = list(cls.known_deviations)
+    if dataset not in cls.reference:
+        deviations.append(f"no reference config for dataset {dataset!r}: the reference's top-level values are used")
+    deviations += _differences(model, model_reference, "model") + _differences(train, train_reference, "train")
+    return RunConfig(method=method, dataset=dataset, seed=seed, device=device, preset=preset, train=train,
+                     model=model.model_dump(), deviations=tuple(deviations))

