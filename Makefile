@@ -1,10 +1,11 @@
 # Environment bootstrap. The virtual environment lives outside the checkout, keyed on the lock file's hash,
-# so every checkout with the same lock reuses it; `.venv` is a link to it.
+# so every checkout with the same lock reuses it; `.venv` is a link to it. The project itself is installed
+# in editable mode from this checkout each time (a few seconds).
 PYTHON ?= python3.11
 LOCK_HASH := $(shell sha256sum requirements/lock.txt | cut -c1-16)
 ENV_DIR ?= $(HOME)/.cache/recrepro/venv-$(LOCK_HASH)
 
-.PHONY: env test run lint
+.PHONY: env
 
 env: $(ENV_DIR)/.complete
 	ln -sfn $(ENV_DIR) .venv
@@ -15,12 +16,3 @@ $(ENV_DIR)/.complete: requirements/lock.txt
 	$(PYTHON) -m venv $(ENV_DIR)
 	$(ENV_DIR)/bin/pip install --quiet -r requirements/lock.txt
 	touch $@
-
-test: env
-	.venv/bin/python -m pytest --run-slow
-
-run: env
-	.venv/bin/snakemake --cores all results/table2.md
-
-lint: env
-	.venv/bin/snakemake --lint

@@ -78,6 +78,16 @@ def _cmd_table2(args: argparse.Namespace) -> None:
     _write(args.out, table2(load_records(args.runs), json.loads(args.variants)))
 
 
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from recrepro.compare import compare, load_reference
+    from recrepro.tables import load_records
+
+    text, ok = compare(load_records(args.runs), load_reference(args.reference), args.tolerance)
+    _write(args.out, text)
+    if args.check and not ok:
+        raise RuntimeError(f"some metrics differ from the reference by more than {args.tolerance:.0%}; see {args.out}")
+
+
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -139,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", required=True, help="JSON object: variant name -> {label, ...}, in row order")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_cmd_table2)
+
+    p = sub.add_parser("compare", help="compare run records with numbers measured with the reference code")
+    p.add_argument("runs", nargs="+", type=Path, help="run records (JSON)")
+    p.add_argument("--reference", type=Path, default=paths.REPO_ROOT / "config" / "reference_numbers.yaml")
+    p.add_argument("--tolerance", type=float, default=0.03, help="relative tolerance (default 0.03)")
+    p.add_argument("--check", action="store_true", help="exit with an error if a metric is outside the tolerance")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("list", help="list datasets and methods")
     p.set_defaults(func=_cmd_list)

@@ -3,6 +3,7 @@ rule fetch:
         "resources/raw/{dataset}/verified.json",
     params:
         mirror=mirror_option,
+        dest=subpath(output[0], parent=True),
     log:
         "logs/fetch/{dataset}.log",
     message:
@@ -10,7 +11,7 @@ rule fetch:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro fetch {wildcards.dataset} {params.mirror} > {log} 2>&1"
+        "python -m recrepro fetch {wildcards.dataset} --dest {params.dest} {params.mirror} > {log} 2>&1"
 
 
 rule prepare:
@@ -18,6 +19,9 @@ rule prepare:
         "resources/raw/{dataset}/verified.json",
     output:
         "resources/datasets/{dataset}/meta.json",
+    params:
+        raw=subpath(input[0], parent=True),
+        out=subpath(output[0], parent=True),
     log:
         "logs/prepare/{dataset}.log",
     message:
@@ -25,4 +29,4 @@ rule prepare:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro prepare {wildcards.dataset} > {log} 2>&1"
+        "python -m recrepro prepare {wildcards.dataset} --raw {params.raw} --out {params.out} > {log} 2>&1"

@@ -5,6 +5,7 @@ rule train:
         record="results/runs/{dataset}/{variant}/seed{seed}.json",
         per_user="results/runs/{dataset}/{variant}/seed{seed}.users.npz",
     params:
+        data=subpath(input[0], parent=True),
         variant=variant_options,
         device=config["device"],
     log:
@@ -17,4 +18,4 @@ rule train:
         "../environment.yml"
     shell:
         "python -m recrepro train {params.variant} --dataset {wildcards.dataset} --seed {wildcards.seed}"
-        " --device {params.device} --out {output.record} > {log} 2>&1"
+        " --device {params.device} --data {params.data} --out {output.record} > {log} 2>&1"

@@ -32,6 +32,31 @@ def random_interactions(n_users: int = 30, n_items: int = 40, n: int = 400, seed
                            test=normalize_pairs(rest[n_train + n_val:]))
 
 
+def clustered_interactions(n_users: int = 80, n_items: int = 120, clusters: int = 4, per_user: int = 15,
+                           seed: int = 0, name: str = "toy") -> InteractionData:
+    """Users and items in clusters; a user interacts with items of its own cluster (plus a little noise), so a
+    collaborative model has something to learn. Split 3:1:1 at random; every user and item has training data."""
+    rng = np.random.default_rng(seed)
+    user_cluster = np.arange(n_users) % clusters
+    item_cluster = np.arange(n_items) % clusters
+    pairs = []
+    for user in range(n_users):
+        own = np.flatnonzero(item_cluster == user_cluster[user])
+        chosen = rng.choice(own, size=min(per_user, len(own)), replace=False)
+        noise = rng.choice(n_items, size=2, replace=False)
+        pairs += [(user, int(i)) for i in np.concatenate([chosen, noise])]
+    pairs = normalize_pairs(np.array(pairs))
+    parts = rng.permutation(len(pairs)) % 5  # 0,1,2 -> train; 3 -> val; 4 -> test
+    train, val, test = pairs[parts < 3], pairs[parts == 3], pairs[parts == 4]
+    cover = np.stack([np.arange(n_items) % n_users, np.arange(n_items)], 1)  # every item gets a training pair
+    keys = lambda a: set((a[:, 0] * n_items + a[:, 1]).tolist())  # noqa: E731
+    covered = keys(cover)
+    val = np.array([p for p in val if int(p[0] * n_items + p[1]) not in covered]).reshape(-1, 2)
+    test = np.array([p for p in test if int(p[0] * n_items + p[1]) not in covered]).reshape(-1, 2)
+    return InteractionData(name, n_users, n_items, train=normalize_pairs(np.concatenate([train, cover])),
+                           val=normalize_pairs(val), test=normalize_pairs(test))
+
+
 def write_irllrec_dataset(data: InteractionData, folder: Path) -> dict[str, str]:
     """Write ``data`` as the published pickles under ``folder``; returns {file name: sha256}."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""Datasets: cards, verified fetching, conversion to the canonical format, loading."""

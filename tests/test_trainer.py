@@ -1,0 +1,115 @@
+"""The shared trainer: learning, early stopping, test-once, determinism, resume, and configuration errors."""
+
+import numpy as np
+import pytest
+import torch
+from helpers import clustered_interactions
+
+from recrepro.config import ConfigError, parse_overrides, resolve_config
+from recrepro.evaluation import Evaluator
+from recrepro.sampling import NegativeSampler
+from recrepro.trainer import TrainingError, train_run
+
+FAST = {"train": {"max_epochs": 30, "batch_size": 128, "test_step": 1, "patience": 30}}
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return clustered_interactions(n_users=80, n_items=160, seed=3)
+
+
+def test_lightgcn_beats_a_random_scorer(toy):
+    config = resolve_config("lightgcn", "toy", overrides={"train": {**FAST["train"], "lr": 0.01}})
+    outcome = train_run(config, toy, progress=False)
+    rng = torch.Generator().manual_seed(0)
+    random_scores = Evaluator(toy.train_csr, toy.csr("test")).evaluate(
+        torch.randn(toy.n_users, 8, generator=rng), torch.randn(toy.n_items, 8, generator=rng))
+    assert outcome.record["metrics"]["test"]["recall@20"] > 1.5 * random_scores["recall@20"]
+    assert outcome.record["metrics"]["test"]["ndcg@20"] > 1.5 * random_scores["ndcg@20"]
+
+
+def test_early_stopping_restores_best_state_and_tests_once(toy, monkeypatch):
+    calls = []
+    original = Evaluator.evaluate
+
+    def counting(self, *args):
+        calls.append(self)
+        return original(self, *args)
+
+    monkeypatch.setattr(Evaluator, "evaluate", counting)
+    seen = []
+    config = resolve_config("lightgcn", "toy", overrides={"train": {"max_epochs": 200, "batch_size": 256,
+                                                                      "test_step": 2, "patience": 3, "lr": 0.05}})
+    outcome = train_run(config, toy, progress=False, on_validation=lambda epoch, metric: seen.append((epoch, metric)))
+    record = outcome.record
+    assert [epoch for epoch, _ in seen] == list(range(0, record["epochs_run"], 2))
+    best_epoch, best = max(seen, key=lambda item: item[1])
+    assert record["best_epoch"] == best_epoch and record["metrics"]["val"]["recall@20"] == pytest.approx(best)
+    if record["stopped_early"]:
+        assert all(metric <= best for _, metric in seen[-3:])
+    test_evaluators = {id(e) for e in calls if e is not calls[0]}
+    assert len([e for e in calls if id(e) in test_evaluators]) == 1  # the test set is evaluated exactly once
+
+
+def test_same_seed_same_result_other_seed_differs(toy):
+    config = resolve_config("lightgcn", "toy", overrides={"train": {**FAST["train"], "max_epochs": 6}})
+    first = train_run(config, toy, progress=False).record["metrics"]["test"]
+    again = train_run(config, toy, progress=False).record["metrics"]["test"]
+    other = train_run(config.model_copy(update={"seed": 7}), toy, progress=False).record["metrics"]["test"]
+    assert first == again
+    assert first != other
+
+
+def test_resume_from_checkpoint_gives_the_same_result(toy, tmp_path):
+    config = resolve_config("lightgcn", "toy", overrides={"train": {**FAST["train"], "max_epochs": 8}})
+    reference = train_run(config, toy, progress=False)
+
+    class Interrupt(Exception):
+        pass
+
+    def interrupt_at_epoch_4(epoch, metric):
+        if epoch == 4:
+            raise Interrupt
+
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(Interrupt):
+        train_run(config, toy, progress=False, checkpoint=ckpt, on_validation=interrupt_at_epoch_4)
+    resumed = train_run(config, toy, progress=False, checkpoint=ckpt)
+    assert resumed.record["metrics"] == reference.record["metrics"]
+    assert resumed.record["epochs_run"] == reference.record["epochs_run"]
+
+
+def test_negative_sampler_never_returns_training_items(toy):
+    sampler = NegativeSampler(toy)
+    negatives = sampler.sample(np.random.default_rng(0))
+    train = set(map(tuple, toy.train.tolist()))
+    assert not any((u, n) in train for u, n in zip(sampler.users.tolist(), negatives.tolist()))
+    assert negatives.min() >= 0 and negatives.max() < toy.n_items
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(ConfigError, match=r"unknown lightgcn model key\(s\) \['layer'\]; valid keys"):
+        resolve_config("lightgcn", "toy", overrides={"model": {"layer": 2}})
+    with pytest.raises(ConfigError, match="invalid lightgcn model value"):
+        resolve_config("lightgcn", "toy", overrides={"model": {"keep_rate": 1.5}})
+    with pytest.raises(ConfigError, match="must look like model"):
+        parse_overrides(["layers=2"])
+    with pytest.raises(KeyError, match="unknown method 'nope'; registered methods: .*lightgcn"):
+        resolve_config("nope", "toy")
+    with pytest.raises(ConfigError, match="has no preset 'paper'"):
+        resolve_config("lightgcn", "toy", preset="paper")
+
+
+def test_deviations_name_every_change_from_the_reference():
+    config = resolve_config("lightgcn", "amazon", overrides=parse_overrides(["model.layers=2", "train.lr=0.01"]))
+    assert "model.layers=2 (reference 3)" in config.deviations
+    assert "train.lr=0.01 (reference 0.001)" in config.deviations
+    assert resolve_config("lightgcn", "amazon").deviations == ()
+
+
+def test_missing_cuda_is_a_clear_error(toy):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    config = resolve_config("lightgcn", "toy", device="cuda")
+    with pytest.raises(TrainingError, match="no CUDA device"):
+        train_run(config, toy, progress=False)
