@@ -1,4 +1,5 @@
-"""recrepro workflow: fetch -> prepare -> train (variant x dataset x seed) -> tables.
+"""recrepro workflow: fetch -> prepare -> LLM profiles -> intents -> embeddings -> tune (Optuna) -> train
+(variant x dataset x seed) -> tables (table1, table2, table3, sparsity, efficiency, reference comparison).
 
     snakemake --cores all results/table2.md
 """
@@ -8,11 +9,17 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The default experiment, unless a complete one is given with --configfile (such as config/regression.yaml);
+# --config key=value overrides apply on top of either.
+if "variants" not in config:
+
+    configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/llm.smk"
+include: "rules/tune.smk"
 include: "rules/train.smk"
 include: "rules/tables.smk"
 
@@ -20,5 +27,4 @@ include: "rules/tables.smk"
 rule all:
     default_target: True
     input:
-        "results/table1.md",
         "results/table2.md",

@@ -11,67 +11,66 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from recrepro.method import Method, MethodInputs, MethodParams
+from recrepro.graph import InteractionGraph
+from recrepro.method import Encoded, GraphEncoderMethod, MethodParams
 from recrepro.registry import register_method
 
 
-def bpr_loss(users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """Mean of softplus(s(u, i-) - s(u, i+)), the reference's ``cal_bpr_loss`` divided by the batch size."""
-    return F.softplus((users * neg).sum(-1) - (users * pos).sum(-1)).mean()
+class LightGCNEncoder(nn.Module):
+    """ID embeddings propagated over the normalised interaction graph, summed over layers."""
+
+    def __init__(self, graph: InteractionGraph, embedding_size: int, layers: int, keep_rate: float) -> None:
+        super().__init__()
+        self.graph, self.layers, self.keep_rate = graph, layers, keep_rate
+        self.user_embeds = nn.Parameter(nn.init.xavier_uniform_(torch.empty(graph.n_users, embedding_size)))
+        self.item_embeds = nn.Parameter(nn.init.xavier_uniform_(torch.empty(graph.n_items, embedding_size)))
+
+    def initial(self) -> torch.Tensor:
+        return torch.cat([self.user_embeds, self.item_embeds])
+
+    def forward(self, initial: torch.Tensor | None = None) -> Encoded:
+        adjacency = self.graph.drop_edges(self.keep_rate) if self.training else self.graph.graph
+        layer = self.initial() if initial is None else initial
+        inputs, total = [], layer
+        for _ in range(self.layers):
+            inputs.append(layer)
+            layer = self.graph.propagate(layer, adjacency)
+            total = total + layer
+        return Encoded(nodes=total, layer_inputs=inputs)
+
+    def auxiliary_terms(self, encoded: Encoded, users: torch.Tensor, pos: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {}
 
 
-def l2_all_parameters(module: nn.Module) -> torch.Tensor:
-    """Sum of squared Frobenius norms of every parameter (the reference's ``reg_params``)."""
-    return sum(p.square().sum() for p in module.parameters())
+class LightGCNParams(MethodParams):
+    embedding_size: int = Field(32, gt=0)
+    layers: int = Field(2, ge=0, description="propagation steps (IRLLRec's lightgcn.yml top level: 2)")
+    reg_weight: float = Field(1e-6, ge=0)
+    keep_rate: float = Field(0.8, gt=0, le=1, description="edge keep probability in training")
+
+
+def lightgcn_search_space(trial) -> dict:
+    """Search space of the LightGCN encoder's hyperparameters (shared by the add-ons on LightGCN)."""
+    return {
+        "model.layers": trial.suggest_int("layers", 1, 4),
+        "model.reg_weight": trial.suggest_float("reg_weight", 1e-8, 1e-3, log=True),
+        "model.keep_rate": trial.suggest_float("keep_rate", 0.5, 1.0),
+        "train.lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+    }
 
 
 @register_method("lightgcn")
-class LightGCN(Method):
-    """Graph collaborative filtering with linear propagation."""
+class LightGCN(GraphEncoderMethod):
+    """LightGCN: linear graph propagation of ID embeddings, BPR loss."""
 
-    class Params(MethodParams):
-        embedding_size: int = Field(32, gt=0)
-        layers: int = Field(2, ge=0, description="propagation steps (IRLLRec top level: 2)")
-        reg_weight: float = Field(1e-6, ge=0)
-        keep_rate: float = Field(0.8, gt=0, le=1, description="edge keep probability in training")
-
+    Params = LightGCNParams
     reference = {name: {"layers": 3} for name in ("amazon", "yelp", "movie")} | {"steam": {"layers": 2}}
 
-    def __init__(self, inputs: MethodInputs, params: Params) -> None:
-        super().__init__(inputs, params)
-        graph = inputs.graph
-        self.user_embeds = nn.Parameter(nn.init.xavier_uniform_(torch.empty(graph.n_users, params.embedding_size)))
-        self.item_embeds = nn.Parameter(nn.init.xavier_uniform_(torch.empty(graph.n_items, params.embedding_size)))
+    def build_encoder(self) -> LightGCNEncoder:
+        p = self.params
+        return LightGCNEncoder(self.inputs.graph, p.embedding_size, p.layers, p.keep_rate)
 
-    def propagate(self) -> torch.Tensor:
-        """Sum over layers of the propagated node embeddings (edge dropout while training)."""
-        graph = self.inputs.graph
-        adjacency = graph.drop_edges(self.params.keep_rate) if self.training else graph.graph
-        layer = torch.cat([self.user_embeds, self.item_embeds])
-        total = layer
-        for _ in range(self.params.layers):
-            layer = graph.propagate(layer, adjacency)
-            total = total + layer
-        return total
-
-    def loss(self, users, pos, neg):
-        user_emb, item_emb = self.inputs.graph.split(self.propagate())
-        bpr = bpr_loss(user_emb[users], item_emb[pos], item_emb[neg])
-        reg = self.params.reg_weight * l2_all_parameters(self)
-        return {"loss": bpr + reg, "bpr": bpr, "reg": reg}
-
-    def embeddings(self):
-        return self.inputs.graph.split(self.propagate())
-
-    @staticmethod
-    def search_space(trial):
-        return {
-            "model.layers": trial.suggest_int("layers", 1, 4),
-            "model.reg_weight": trial.suggest_float("reg_weight", 1e-8, 1e-3, log=True),
-            "model.keep_rate": trial.suggest_float("keep_rate", 0.5, 1.0),
-            "train.lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-        }
+    search_space = staticmethod(lightgcn_search_space)

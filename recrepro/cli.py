@@ -13,8 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+from functools import partial
 from pathlib import Path
+
+import numpy as np
 
 import recrepro  # noqa: F401  (sets environment defaults before heavy imports)
 from recrepro import paths
@@ -47,23 +51,105 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from recrepro.config import parse_overrides, resolve_config
     from recrepro.data.canonical import load_canonical
     from recrepro.data.cards import load_card
+    from recrepro.inputs import load_extra
     from recrepro.results import write_run
     from recrepro.trainer import train_run
 
+    overrides = parse_overrides(args.set)
+    if args.params:
+        from recrepro.tuning import merge_overrides, read_best
+
+        overrides = merge_overrides(read_best(Path(args.params)), overrides)
     config = resolve_config(args.method, args.dataset, seed=args.seed, device=args.device, preset=args.preset,
-                            overrides=parse_overrides(args.set))
+                            overrides=overrides)
     data = load_canonical(Path(args.data or paths.canonical_dir(args.dataset)), load_card(args.dataset))
     for deviation in config.deviations:
         log.info("deviation: %s", deviation)
-    out = Path(args.out or f"results/runs/{args.dataset}/{args.method}/seed{args.seed}.json")
+    out = Path(args.out or f"results/runs/{args.dataset}/{args.variant or args.method}/seed{args.seed}.json")
     checkpoint = out.with_suffix(".ckpt") if args.resume else None
-    outcome = train_run(config, data, checkpoint=checkpoint)
+    text_dir = Path(args.text) if args.text else paths.resources_dir() / "llm" / args.dataset
+    outcome = train_run(config, data, checkpoint=checkpoint, extras_loader=partial(load_extra, text_dir=text_dir))
     outcome.record["variant"] = args.variant or args.method
+    outcome.record["tuned_params"] = args.params
     write_run(outcome, out)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
     print(json.dumps({"record": str(out), "best_epoch": outcome.record["best_epoch"],
                       "test": outcome.record["metrics"]["test"]}, indent=1))
+
+
+def _llm_options(args: argparse.Namespace) -> tuple:
+    from recrepro.llm.client import LLMSettings
+
+    options = json.loads(args.settings) if args.settings else {}
+    max_failure_fraction = options.pop("max_failure_fraction", 0.0)
+    use_shipped_cache = options.pop("use_shipped_cache", True)
+    if args.model:
+        options["model"] = args.model
+    return LLMSettings(**options), max_failure_fraction, use_shipped_cache
+
+
+def _cmd_llm(args: argparse.Namespace) -> None:
+    from recrepro.data.canonical import load_canonical
+    from recrepro.data.cards import load_card
+    from recrepro.llm.stage import run_embeddings, run_text_step
+
+    card = load_card(args.dataset)
+    data = load_canonical(Path(args.data or paths.canonical_dir(args.dataset)), card)
+    out = Path(args.out or paths.resources_dir() / "llm" / args.dataset)
+    settings, max_failure_fraction, use_shipped_cache = _llm_options(args)
+    if args.step == "embeddings":
+        manifest = run_embeddings(data, out, settings)
+        print(f"wrote embeddings ({manifest['embedding_dim']}-d) and manifest to {out}")
+    else:
+        report = run_text_step(args.step, data, card, out, settings, max_failure_fraction=max_failure_fraction,
+                               use_shipped_cache=use_shipped_cache)
+        usage = report["usage"]
+        print(f"{args.step}: {report['entities']} entities, {usage['calls']} calls, {usage['cached']} cached, "
+              f"{report['failed']} failed, ${usage['cost_usd']:.4f}")
+
+
+def _cmd_llm_export(args: argparse.Namespace) -> None:
+    from recrepro.data.canonical import load_canonical
+    from recrepro.data.cards import load_card
+    from recrepro.data.fetch import sha256_file
+    from recrepro.llm.stage import export_responses
+
+    card = load_card(args.dataset)
+    data = load_canonical(Path(args.data or paths.canonical_dir(args.dataset)), card)
+    settings, _, _ = _llm_options(args)
+    count = export_responses(data, card, Path(args.stage), settings, args.out)
+    print(f"exported {count} responses to {args.out}; sha256 {sha256_file(args.out)} (model {settings.model})")
+
+
+def _cmd_tune(args: argparse.Namespace) -> None:
+    from recrepro import tuning
+    from recrepro.config import parse_overrides
+    from recrepro.data.canonical import load_canonical
+    from recrepro.data.cards import load_card
+    from recrepro.inputs import load_extra
+
+    settings = tuning.TuningSettings(trials=args.trials, timeout_s=args.timeout, seed=args.seed,
+                                     storage=args.storage or "")
+    study_dir = Path(args.study_dir)
+    base = parse_overrides(args.set)
+    if args.step == "create":
+        study = tuning.create_study(args.variant, args.dataset, settings, study_dir)
+        tuning.write_json(Path(args.out), {"study": study.study_name, "budget": {"trials": settings.trials,
+                                                                                  "timeout_s": settings.timeout_s}})
+    elif args.step == "worker":
+        data = load_canonical(Path(args.data or paths.canonical_dir(args.dataset)), load_card(args.dataset))
+        text_dir = Path(args.text) if args.text else paths.resources_dir() / "llm" / args.dataset
+        trial_overrides = tuning.merge_overrides(base, {"train": {"max_epochs": args.max_epochs}} if args.max_epochs else {})
+        summary = tuning.run_worker(args.variant, args.method, args.dataset, data, settings, study_dir, args.worker,
+                                    args.workers, base_overrides=trial_overrides, preset=args.preset,
+                                    device=args.device, extras_loader=partial(load_extra, text_dir=text_dir))
+        tuning.write_json(Path(args.out), summary)
+    else:
+        summary = tuning.export_best(args.variant, args.dataset, args.method, settings, study_dir, base_overrides=base,
+                                     preset=args.preset)
+        tuning.write_best(Path(args.out), summary)
+    print(f"tune {args.step}: wrote {args.out}")
 
 
 def _cmd_table1(args: argparse.Namespace) -> None:
@@ -72,10 +158,29 @@ def _cmd_table1(args: argparse.Namespace) -> None:
     _write(args.out, table1(args.meta))
 
 
-def _cmd_table2(args: argparse.Namespace) -> None:
-    from recrepro.tables import load_records, table2
+def _cmd_report(args: argparse.Namespace) -> None:
+    from recrepro import tables
 
-    _write(args.out, table2(load_records(args.runs), json.loads(args.variants)))
+    runs = tables.Runs.load(args.runs)
+    variants = json.loads(args.variants)
+    tuning = json.loads(args.tuning) if args.tuning else None
+    if args.command == "table2":
+        text = tables.table2(runs, variants, tuning, see_also=args.see_also)
+    elif args.command == "table3":
+        text = tables.table3(runs, variants, list(variants), tuning)
+    elif args.command == "efficiency":
+        text = tables.efficiency_table(runs, variants)
+    else:
+        from recrepro.data.canonical import load_canonical
+        from recrepro.data.cards import load_card
+
+        counts, bins = {}, {}
+        for folder in args.data:
+            data = load_canonical(Path(folder))
+            counts[data.name] = np.bincount(data.train[:, 0], minlength=data.n_users)
+            bins[data.name] = load_card(data.name).sparsity_bins
+        text = tables.sparsity(runs, variants, counts, bins, plot_path=args.plot)
+    _write(args.out, text)
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
@@ -86,6 +191,21 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     _write(args.out, text)
     if args.check and not ok:
         raise RuntimeError(f"some metrics differ from the reference by more than {args.tolerance:.0%}; see {args.out}")
+
+
+def _cmd_regression(args: argparse.Namespace) -> None:
+    from recrepro import regression
+    from recrepro.tables import Runs
+
+    records = Runs.load(args.runs).records
+    if args.step == "update":
+        regression.write_expected(args.expected, records, args.tolerance)
+        print(f"wrote {len(records)} runs' metrics to {args.expected}")
+        return
+    ok, report = regression.check(records, args.expected)
+    print(report)
+    if not ok:
+        raise RuntimeError("metrics drifted beyond tolerance (see above)")
 
 
 def _write(path: Path, text: str) -> None:
@@ -110,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recrepro", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch and DGL (default: all cores)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fetch", help="download and verify a dataset's files")
@@ -134,21 +255,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a hyperparameter, e.g. model.layers=3 or train.lr=1e-4 (repeatable)")
     p.add_argument("--data", help="canonical dataset folder (default resources/datasets/<dataset>)")
-    p.add_argument("--out", help="run record path (default results/runs/<dataset>/<method>/seed<seed>.json)")
+    p.add_argument("--text", help="LLM-stage folder with embeddings.npz (default resources/llm/<dataset>)")
+    p.add_argument("--out", help="run record path (default results/runs/<dataset>/<variant>/seed<seed>.json)")
     p.add_argument("--resume", action="store_true", help="checkpoint at every validation and resume from it")
     p.add_argument("--variant", help="name of this configuration in tables (default: the method name)")
+    p.add_argument("--params", help="tuning result (best.yaml) whose hyperparameters to use; --set still wins")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("tune", help="Optuna tuning on validation data: create a study, run a worker, export the best")
+    p.add_argument("step", choices=["create", "worker", "best"])
+    p.add_argument("--variant", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--preset", default="faithful")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="fixed overrides applied to every trial (the search space is sampled on top)")
+    p.add_argument("--trials", type=int, default=8, help="finished trials in the whole study (all workers)")
+    p.add_argument("--timeout", type=float, help="wall-time budget of each worker, in seconds")
+    p.add_argument("--seed", type=int, default=2023, help="sampler seed (worker i uses seed + i) and training seed")
+    p.add_argument("--storage", help="RDB URL (e.g. postgresql://...); default: journal file in --study-dir")
+    p.add_argument("--study-dir", required=True)
+    p.add_argument("--worker", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--max-epochs", type=int, help="cap on the training epochs of each trial (not of the final runs)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data", help="canonical dataset folder (default resources/datasets/<dataset>)")
+    p.add_argument("--text", help="LLM-stage folder (default resources/llm/<dataset>)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_tune)
+
+    p = sub.add_parser("llm", help="LLM stage: generate profiles or intents, or embed them")
+    p.add_argument("step", choices=["profiles", "intents", "embeddings"])
+    p.add_argument("dataset")
+    p.add_argument("--data", help="canonical dataset folder (default resources/datasets/<dataset>)")
+    p.add_argument("--out", help="stage folder (default resources/llm/<dataset>)")
+    p.add_argument("--settings", help="JSON object of LLM settings (the workflow's `llm` config block)")
+    p.add_argument("--model", help="LiteLLM model string, e.g. openai/gpt-4o-mini (overrides --settings)")
+    p.set_defaults(func=_cmd_llm)
+
+    p = sub.add_parser("llm-export", help="write the responses behind a stage's outputs as a shippable cache")
+    p.add_argument("dataset")
+    p.add_argument("--stage", required=True, help="stage folder holding cache.jsonl and the profile outputs")
+    p.add_argument("--data", help="canonical dataset folder (default resources/datasets/<dataset>)")
+    p.add_argument("--settings", help="JSON object of LLM settings")
+    p.add_argument("--model", help="LiteLLM model string (overrides --settings)")
+    p.add_argument("--out", type=Path, required=True, help="gzip JSONL file to write")
+    p.set_defaults(func=_cmd_llm_export)
 
     p = sub.add_parser("table1", help="dataset statistics table from prepared datasets")
     p.add_argument("meta", nargs="+", type=Path, help="meta.json of each prepared dataset")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_cmd_table1)
 
-    p = sub.add_parser("table2", help="overall performance table from run records")
-    p.add_argument("runs", nargs="+", type=Path, help="run records (JSON)")
-    p.add_argument("--variants", required=True, help="JSON object: variant name -> {label, ...}, in row order")
-    p.add_argument("--out", type=Path, required=True)
-    p.set_defaults(func=_cmd_table2)
+    for name, what in (("table2", "overall performance, grouped by backbone, with improvements and significance"),
+                       ("table3", "ablation table (rows in the order of --variants)"),
+                       ("efficiency", "time per epoch, epochs and peak memory"),
+                       ("sparsity", "metrics by user group of training-interaction count, with a plot")):
+        p = sub.add_parser(name, help=f"{what}, from run records")
+        p.add_argument("runs", nargs="+", type=Path, help="run records (JSON)")
+        p.add_argument("--variants", required=True, help="JSON object: variant -> {label, group, baseline}, in row order")
+        p.add_argument("--tuning", help="JSON object describing the tuning budget (omit when not tuned)")
+        p.add_argument("--out", type=Path, required=True)
+        if name == "table2":
+            p.add_argument("--see-also", nargs="*", default=[], help="other generated tables to mention")
+        if name == "sparsity":
+            p.add_argument("--data", nargs="+", required=True, help="canonical folder of each dataset")
+            p.add_argument("--plot", type=Path, help="PNG plot to write")
+        p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("compare", help="compare run records with numbers measured with the reference code")
     p.add_argument("runs", nargs="+", type=Path, help="run records (JSON)")
@@ -158,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_cmd_compare)
 
+    p = sub.add_parser("regression", help="check run metrics against committed expected values, or refresh them")
+    p.add_argument("step", choices=["check", "update"])
+    p.add_argument("runs", nargs="+", type=Path, help="run records (JSON)")
+    p.add_argument("--expected", type=Path, required=True, help="expected metrics (JSON)")
+    p.add_argument("--tolerance", type=float, default=0.002, help="absolute tolerance written by update")
+    p.set_defaults(func=_cmd_regression)
+
     p = sub.add_parser("list", help="list datasets and methods")
     p.set_defaults(func=_cmd_list)
     return parser
@@ -165,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads:  # before torch and DGL are imported, which read these once
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = str(args.threads)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

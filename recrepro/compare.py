@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 from tabulate import tabulate
 
-from recrepro.tables import mean_std, short_metric
+from recrepro.stats import mean_std
+from recrepro.tables import short_metric
 
 
 def load_reference(path: Path) -> dict:

@@ -116,6 +116,7 @@ def resolve_config(method: str, dataset: str, *, seed: int = 2023, device: str =
     deviations = list(cls.known_deviations)
     if dataset not in cls.reference:
         deviations.append(f"no reference config for dataset {dataset!r}: the reference's top-level values are used")
+        deviations += cls.top_level_notes
     deviations += _differences(model, model_reference, "model") + _differences(train, train_reference, "train")
     return RunConfig(method=method, dataset=dataset, seed=seed, device=device, preset=preset, train=train,
                      model=model.model_dump(), deviations=tuple(deviations))

@@ -63,7 +63,8 @@ class Method(nn.Module):
     train_reference: ClassVar[dict[str, dict[str, Any]]] = {}
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}  # preset -> dataset (or "*") -> values
     requires: ClassVar[tuple[str, ...]] = ()
-    known_deviations: ClassVar[tuple[str, ...]] = ()
+    known_deviations: ClassVar[tuple[str, ...]] = ()  # always-present differences from the reference code
+    top_level_notes: ClassVar[tuple[str, ...]] = ()  # notes for datasets the reference has no config block for
 
     def __init__(self, inputs: MethodInputs, params: MethodParams) -> None:
         super().__init__()
@@ -83,3 +84,52 @@ class Method(nn.Module):
     def search_space(trial: Any) -> dict[str, Any]:
         """Sample hyperparameters from an Optuna trial: ``{"model.<field>": v, "train.<field>": v}``."""
         raise NotImplementedError
+
+
+@dataclass
+class Encoded:
+    """Output of a graph encoder for all nodes (users first, then items)."""
+
+    nodes: torch.Tensor  # final representations, [N, d]
+    layer_inputs: list[torch.Tensor]  # E^(0), ..., E^(L-1): the input of every propagation layer
+    views: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # per-layer auxiliary views, if any
+
+
+class GraphEncoderMethod(Method):
+    """A method made of a graph encoder (``self.encoder``) plus loss terms; scores are inner products.
+
+    The training loss is BPR + ``reg_weight`` x (squared L2 norm of every parameter) + the encoder's own
+    auxiliary terms + :meth:`extra_terms`. Add-on methods (RLMRec, IRLLRec) subclass this once and are
+    registered for each encoder they support.
+    """
+
+    def build_encoder(self) -> nn.Module:
+        raise NotImplementedError
+
+    def __init__(self, inputs: MethodInputs, params: MethodParams) -> None:
+        super().__init__(inputs, params)
+        self.encoder = self.build_encoder()
+
+    def encode_for_training(self) -> tuple[Encoded, dict[str, Any]]:
+        """The training forward pass, and any state the extra terms need (e.g. masked nodes)."""
+        return self.encoder(), {}
+
+    def extra_terms(self, encoded: Encoded, state: dict[str, Any], users: torch.Tensor, pos: torch.Tensor,
+                    neg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Weighted loss terms of an add-on (already multiplied by their weights)."""
+        return {}
+
+    def loss(self, users, pos, neg):
+        from recrepro.nn import bpr_loss, l2_all_parameters
+
+        encoded, state = self.encode_for_training()
+        user_emb, item_emb = self.inputs.graph.split(encoded.nodes)
+        terms = {"bpr": bpr_loss(user_emb[users], item_emb[pos], item_emb[neg]),
+                 "reg": self.params.reg_weight * l2_all_parameters(self)}
+        terms.update(self.encoder.auxiliary_terms(encoded, users, pos))
+        terms.update(self.extra_terms(encoded, state, users, pos, neg))
+        terms["loss"] = sum(terms.values())
+        return terms
+
+    def embeddings(self):
+        return self.inputs.graph.split(self.encoder().nodes)

@@ -1,4 +1,5 @@
-"""Where the project keeps things: cards in ``datasets/``, fetched and converted data in ``resources/``."""
+"""Where the project keeps things: cards in ``datasets/``, fetched and converted data in ``resources/``
+(both can be moved with environment variables)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CARDS_DIR = REPO_ROOT / "datasets"
+
+
+def cards_dir() -> Path:
+    """Folder of dataset cards (``$RECREPRO_CARDS`` or ``<repo>/datasets``)."""
+    return Path(os.environ.get("RECREPRO_CARDS", REPO_ROOT / "datasets"))
 
 
 def resources_dir() -> Path:

@@ -1,17 +1,25 @@
-"""Paper-style markdown tables, generated from prepared datasets and run records (never edited by hand)."""
+"""Paper-style markdown tables and plots, generated from prepared datasets and run records (never edited by hand).
+
+Rows are *variants* (a method with a preset and overrides, named in the workflow config), in config order,
+grouped by ``group`` (the backbone); an add-on names its ``baseline`` variant, against which its improvement
+and paired significance are reported.
+"""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tabulate import tabulate
 
 from recrepro.data.cards import load_card
 from recrepro.provenance import git_commit
+from recrepro.results import read_per_user
+from recrepro.stats import ALPHA, compare, mean_std
 
 METRIC_COLUMNS = ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20")
 SHORT = {"recall": "R", "ndcg": "N"}
@@ -20,6 +28,13 @@ SHORT = {"recall": "R", "ndcg": "N"}
 def short_metric(metric: str) -> str:
     name, _, k = metric.partition("@")
     return f"{SHORT.get(name, name)}@{k}"
+
+
+def markdown(rows: list[list[Any]], headers: list[str]) -> str:
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+# ------------------------------------------------------------------------------------------------------ table 1
 
 
 def table1(meta_files: Iterable[Path]) -> str:
@@ -39,10 +54,48 @@ def table1(meta_files: Iterable[Path]) -> str:
             "dataset's card (datasets/<name>.yaml) when the data is loaded.\n")
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
-    arr = np.asarray(values, dtype=float)
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+# --------------------------------------------------------------------------------------------- run collections
+
+
+class Runs:
+    """Run records grouped by (variant, dataset), with seeds in a common order."""
+
+    def __init__(self, records: list[dict], paths: list[Path] | None = None) -> None:
+        self.records = records
+        self.paths = {id(r): p for r, p in zip(records, paths or [])}
+        self.groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        for record in records:
+            self.groups[(record["variant"], record["dataset"])].append(record)
+        for runs in self.groups.values():
+            runs.sort(key=lambda r: r["seed"])
+        self.datasets = sorted({r["dataset"] for r in records})
+
+    @classmethod
+    def load(cls, paths: Iterable[Path]) -> Runs:
+        paths = [Path(p) for p in paths]
+        return cls([json.loads(p.read_text()) for p in paths], paths)
+
+    def get(self, variant: str, dataset: str) -> list[dict]:
+        return self.groups.get((variant, dataset), [])
+
+    def metric(self, variant: str, dataset: str, metric: str) -> list[float]:
+        return [r["metrics"]["test"][metric] for r in self.get(variant, dataset)]
+
+    def per_user(self, variant: str, dataset: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """(users, values averaged over seeds) of the test metric."""
+        values, users = [], None
+        for record in self.get(variant, dataset):
+            run_users, metrics = read_per_user(self.paths[id(record)], "test")
+            if users is not None and not np.array_equal(users, run_users):
+                raise ValueError(f"{variant} on {dataset}: runs evaluated different users")
+            users = run_users
+            values.append(metrics[metric])
+        return users, np.mean(values, axis=0)
+
+
+def _format(mean: float, std: float, n: int, mark: str | None) -> str:
+    text = f"{mean:.4f}" + (f" ± {std:.4f}" if n > 1 else "")
+    return {"bold": f"**{text}**", "underline": f"<u>{text}</u>"}.get(mark, text)
 
 
 def rank_marks(values: dict[str, float]) -> dict[str, str]:
@@ -57,69 +110,222 @@ def rank_marks(values: dict[str, float]) -> dict[str, str]:
     return marks
 
 
-def _fmt(mean: float, std: float, n: int, mark: str | None) -> str:
-    text = f"{mean:.4f}" + (f" ± {std:.4f}" if n > 1 else "")
-    if mark == "bold":
-        return f"**{text}**"
-    if mark == "underline":
-        return f"<u>{text}</u>"
-    return text
-
-
-def load_records(paths: Iterable[Path]) -> list[dict]:
-    return [json.loads(Path(p).read_text()) for p in paths]
-
-
-def table2(records: list[dict], variants: dict[str, dict], title: str = "Table 2: overall performance") -> str:
-    """Test metrics (mean ± std over seeds) per variant and dataset, best in bold and second underlined."""
-    by_key: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for record in records:
-        by_key[(record["variant"], record["dataset"])].append(record)
-    datasets = sorted({record["dataset"] for record in records})
-    order = [v for v in variants if any((v, d) in by_key for d in datasets)]
-
-    cells: dict[tuple[str, str, str], tuple[float, float, int]] = {}
-    for (variant, dataset), runs in by_key.items():
+def metric_table(runs: Runs, variants: dict[str, dict], order: list[str]) -> str:
+    """Rows = variants (grouped), columns = dataset x metric; mean ± std over seeds; best bold, second underlined."""
+    present = [v for v in order if any(runs.get(v, d) for d in runs.datasets)]
+    headers = ["Group", "Method"] + [f"{d} {short_metric(m)}" for d in runs.datasets for m in METRIC_COLUMNS]
+    marks: dict[tuple[str, str, str], str] = {}
+    for dataset in runs.datasets:
         for metric in METRIC_COLUMNS:
-            mean, std = mean_std([r["metrics"]["test"][metric] for r in runs])
-            cells[(variant, dataset, metric)] = (mean, std, len(runs))
-    marks = {}
-    for dataset in datasets:
-        for metric in METRIC_COLUMNS:
-            column = {v: cells[(v, dataset, metric)][0] for v in order if (v, dataset, metric) in cells}
+            column = {v: float(np.mean(runs.metric(v, dataset, metric))) for v in present if runs.get(v, dataset)}
             marks.update({(v, dataset, metric): m for v, m in rank_marks(column).items()})
+    rows, previous_group = [], None
+    for variant in present:
+        group = variants[variant].get("group", "")
+        row = [group if group != previous_group else "", variants[variant].get("label", variant)]
+        previous_group = group
+        for dataset in runs.datasets:
+            for metric in METRIC_COLUMNS:
+                values = runs.metric(variant, dataset, metric)
+                row.append(_format(*mean_std(values), len(values), marks.get((variant, dataset, metric)))
+                           if values else "–")
+        rows.append(row)
+    return markdown(rows, headers)
 
-    headers = ["Method"] + [f"{dataset} {short_metric(m)}" for dataset in datasets for m in METRIC_COLUMNS]
+
+def improvement_table(runs: Runs, variants: dict[str, dict], order: list[str]) -> str:
+    """Each variant with a ``baseline``: relative improvement of the mean, with paired significance marks."""
+    headers = ["Method", "vs"] + [f"{d} {short_metric(m)}" for d in runs.datasets for m in METRIC_COLUMNS]
     rows = []
     for variant in order:
-        row = [variants[variant].get("label", variant)]
-        for dataset in datasets:
+        base = variants[variant].get("baseline")
+        if not base or not any(runs.get(variant, d) and runs.get(base, d) for d in runs.datasets):
+            continue
+        row = [variants[variant].get("label", variant), variants.get(base, {}).get("label", base)]
+        for dataset in runs.datasets:
+            if not (runs.get(variant, dataset) and runs.get(base, dataset)):
+                row += ["–"] * len(METRIC_COLUMNS)
+                continue
+            if [r["seed"] for r in runs.get(variant, dataset)] != [r["seed"] for r in runs.get(base, dataset)]:
+                raise ValueError(f"{variant} and {base} on {dataset} were run with different seeds")
             for metric in METRIC_COLUMNS:
-                cell = cells.get((variant, dataset, metric))
-                row.append(_fmt(*cell, marks.get((variant, dataset, metric))) if cell else "–")
+                _, addon_users = runs.per_user(variant, dataset, metric)
+                _, base_users = runs.per_user(base, dataset, metric)
+                c = compare(runs.metric(variant, dataset, metric), runs.metric(base, dataset, metric), addon_users,
+                            base_users)
+                row.append(f"{c.relative:+.1%}{c.marks()}")
         rows.append(row)
-    body = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-    return f"# {title}\n\n{body}\n\n{footer(records)}"
+    if not rows:
+        return ""
+    return (markdown(rows, headers) + f"\n\nRelative improvement of the mean over the baseline variant. † p < {ALPHA} "
+            "in a two-sided paired t-test over seeds (needs at least two seeds); * p < "
+            f"{ALPHA} in a two-sided Wilcoxon signed-rank test over test users (per-user values averaged over seeds). "
+            "No correction for multiple comparisons.")
 
 
-def footer(records: list[dict]) -> str:
-    """Provenance and every deviation from the reference, for the records in a table."""
+# --------------------------------------------------------------------------------------------------- footers
+
+
+def _text_models(records: list[dict]) -> list[str]:
+    return sorted({r["side_inputs"]["text"] for r in records if "text" in r.get("side_inputs", {})})
+
+
+def footer(records: list[dict], variants: dict[str, dict], tuning: dict | None, extra: list[str] = ()) -> str:
+    """Provenance, protocol, tuning budget and every deviation from the reference."""
     seeds = sorted({r["seed"] for r in records})
     commits = sorted({r["provenance"]["git"]["commit"][:12] + ("+dirty" if r["provenance"]["git"]["dirty"] else "")
                       for r in records})
     checksums = sorted({f"{r['dataset']} {r['dataset_sha256'][:12]}" for r in records})
     packages = records[0]["provenance"]["packages"] if records else {}
+    presets = sorted({f"{variants.get(r['variant'], {}).get('label', r['variant'])}: {r['preset']}" for r in records
+                      if r["preset"] != "faithful"})
+    if tuning:
+        budget = (f"Optuna TPE on validation Recall@20, {tuning['trials']} trials per method and dataset "
+                  f"({tuning['workers']} workers, at most {tuning['max_epochs']} epochs per trial"
+                  + (f", {tuning['timeout_s']} s per worker" if tuning.get("timeout_s") else "")
+                  + "), the same budget for every method; final runs use the best trial's hyperparameters")
+    else:
+        budget = "not tuned: every method uses the reference implementation's released hyperparameters (faithful)"
     lines = [
-        "Test-set metrics at the epoch with the best validation Recall@20; full ranking over all items with only "
-        "training items masked. Mean ± sample std over seeds; **bold** best, <u>underlined</u> second.",
+        "Test-set metrics at the epoch with the best validation Recall@20 (the test set is evaluated once per run); "
+        "full ranking over all items with only training items masked. Mean ± sample std over seeds; **bold** best, "
+        "<u>underlined</u> second best per column.",
         "",
+        f"- Tuning: {budget}",
         f"- Seeds: {', '.join(map(str, seeds))} ({len(records)} runs)",
-        f"- Data (sha256 of canonical interactions): {'; '.join(checksums)}",
-        f"- Code: {', '.join(commits)} (this table generated at {git_commit()['commit'][:12]})",
+        f"- Mode: faithful unless listed: {'; '.join(presets) if presets else 'all faithful'}",
+        f"- LLM stage: {'; '.join(_text_models(records)) or 'no text methods in this table'}",
+        f"- Data (sha256 of the canonical interactions): {'; '.join(checksums)}",
+        f"- Code: {', '.join(commits)} (table generated at {git_commit()['commit'][:12]})",
         f"- Packages: {', '.join(f'{k} {v}' for k, v in packages.items() if v != 'not installed')}",
+        *[f"- {line}" for line in extra],
     ]
-    deviations = sorted({(r["variant"], d) for r in records for d in r["deviations"]})
+    deviations = sorted({(variants.get(r["variant"], {}).get("label", r["variant"]), d) for r in records
+                         for d in r["deviations"]})
     if deviations:
-        lines += ["", "Deviations from the reference configuration:"]
+        lines += ["", "Deviations from the reference configuration, per variant:"]
         lines += [f"- {variant}: {text}" for variant, text in deviations]
     return "\n".join(lines) + "\n"
+
+
+def table2(runs: Runs, variants: dict[str, dict], tuning: dict | None, see_also: list[str] = ()) -> str:
+    order = list(variants)
+    improvements = improvement_table(runs, variants, order)
+    parts = ["# Table 2: overall performance", "", metric_table(runs, variants, order), ""]
+    if improvements:
+        parts += ["## Improvement of each add-on over its backbone", "", improvements, ""]
+    parts += [footer(runs.records, variants, tuning, [f"See also: {', '.join(see_also)}"] if see_also else [])]
+    return "\n".join(parts)
+
+
+def table3(runs: Runs, variants: dict[str, dict], order: list[str], tuning: dict | None) -> str:
+    """The ablation table: the full model first, then each ablation with its change relative to the full model."""
+    improvements = improvement_table(runs, variants, order)
+    parts = ["# Table 3: IRLLRec ablations", "", metric_table(runs, variants, order), ""]
+    if improvements:
+        parts += ["## Change relative to the full model", "", improvements, ""]
+    parts += [footer(runs.records, variants, tuning)]
+    return "\n".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------ efficiency
+
+
+def efficiency_table(runs: Runs, variants: dict[str, dict]) -> str:
+    """Time per epoch, epochs to the best validation, epochs run and peak memory, mean over seeds."""
+    rows = []
+    for variant in variants:
+        for dataset in runs.datasets:
+            records = runs.get(variant, dataset)
+            if not records:
+                continue
+            mean = lambda key: float(np.mean([r[key] for r in records]))  # noqa: E731
+            rows.append([variants[variant].get("label", variant), dataset, f"{mean('seconds_per_epoch'):.3f}",
+                         f"{mean('seconds_per_validation'):.3f}", f"{mean('best_epoch'):.0f}", f"{mean('epochs_run'):.0f}",
+                         f"{mean('train_seconds'):.0f}", f"{mean('peak_rss_mb'):.0f}",
+                         f"{records[0]['n_parameters']:,}", records[0]["device"]])
+    headers = ["Method", "Dataset", "s/epoch", "s/validation", "best epoch", "epochs run", "train s", "peak RSS (MB)",
+               "#params", "device"]
+    return ("# Efficiency\n\n" + markdown(rows, headers) + "\n\nMeans over seeds of the final runs. Time per epoch "
+            "is training only (negative sampling, forward, backward, optimizer); validation is timed separately. Peak "
+            "RSS is the training process's maximum resident memory (ru_maxrss), including the Python runtime.\n")
+
+
+# --------------------------------------------------------------------------------------------------- sparsity
+
+
+def user_groups(train_counts: np.ndarray, users: np.ndarray, bins: tuple[int, ...] | None) -> dict[str, dict]:
+    """Named groups of evaluated users by training-interaction count: quartiles, and the card's fixed bins."""
+    counts = train_counts[users]
+    groups: dict[str, dict] = {}
+    edges = np.quantile(counts, [0.25, 0.5, 0.75])
+    bounds = [counts.min() - 1, *edges, counts.max()]
+    for q in range(4):
+        low, high = bounds[q], bounds[q + 1]
+        member = (counts > low) & (counts <= high)
+        groups[f"Q{q + 1} ({int(low) + 1}-{int(high)})"] = {"kind": "quartile", "mask": member}
+    if bins:
+        lower = 0
+        for upper in [*bins, None]:
+            member = (counts > lower) & (counts <= upper if upper is not None else True)
+            label = f"{lower + 1}-{upper}" if upper is not None else f">{lower}"
+            groups[f"bin {label}"] = {"kind": "bin", "mask": member}
+            lower = upper if upper is not None else lower
+    return groups
+
+
+def sparsity(runs: Runs, variants: dict[str, dict], train_counts: dict[str, np.ndarray],
+             bins: dict[str, tuple[int, ...] | None], plot_path: Path | None = None) -> str:
+    """Recall@20 and NDCG@20 per user group and variant (mean over seeds), and a plot of them."""
+    sections, plot_data = ["# Sparsity analysis", ""], {}
+    for dataset in runs.datasets:
+        present = [v for v in variants if runs.get(v, dataset)]
+        if not present:
+            continue
+        users, _ = runs.per_user(present[0], dataset, "recall@20")
+        groups = user_groups(train_counts[dataset], users, bins.get(dataset))
+        headers = ["Group", "#users"] + [f"{variants[v].get('label', v)} {m}" for v in present for m in ("R@20", "N@20")]
+        rows = []
+        for name, group in groups.items():
+            row = [name, f"{int(group['mask'].sum()):,}"]
+            for variant in present:
+                for metric in ("recall@20", "ndcg@20"):
+                    _, values = runs.per_user(variant, dataset, metric)
+                    value = float(values[group["mask"]].mean()) if group["mask"].any() else float("nan")
+                    row.append(f"{value:.4f}")
+                    if group["kind"] == "quartile":
+                        plot_data.setdefault(dataset, {}).setdefault(metric, {}).setdefault(variant, []).append(value)
+            rows.append(row)
+        plot_data.setdefault(dataset, {})["groups"] = [n for n, g in groups.items() if g["kind"] == "quartile"]
+        sections += [f"## {dataset}", "", markdown(rows, headers), ""]
+    sections.append("Users with at least one test item, grouped by their number of training interactions: quartiles "
+                    "(Q1 = sparsest) and the dataset card's fixed bins. Test metrics, per-user values averaged over "
+                    "seeds, then over the group's users.")
+    if plot_path is not None:
+        _plot_sparsity(plot_data, variants, plot_path)
+        sections.append(f"\n![Recall@20 and NDCG@20 by user group]({plot_path.name})")
+    return "\n".join(sections) + "\n"
+
+
+def _plot_sparsity(data: dict, variants: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(data)
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.6 * len(datasets)), squeeze=False)
+    for row, dataset in enumerate(datasets):
+        groups = data[dataset]["groups"]
+        for col, metric in enumerate(("recall@20", "ndcg@20")):
+            ax = axes[row][col]
+            for variant, values in data[dataset].get(metric, {}).items():
+                ax.plot(range(len(groups)), values, marker="o", label=variants[variant].get("label", variant))
+            ax.set_xticks(range(len(groups)), groups, fontsize=8)
+            ax.set_title(f"{dataset}: {short_metric(metric)} by training-interaction quartile", fontsize=10)
+            ax.grid(alpha=0.3)
+    axes[0][1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from recrepro.config import RunConfig
 from recrepro.data.canonical import InteractionData
@@ -28,6 +27,7 @@ from recrepro.evaluation import EvalResult, Evaluator
 from recrepro.graph import InteractionGraph
 from recrepro.method import Method, MethodInputs
 from recrepro.registry import get_method
+from recrepro.progress import progress_bar
 from recrepro.sampling import NegativeSampler
 
 log = logging.getLogger(__name__)
@@ -120,13 +120,16 @@ def train_run(config: RunConfig, data: InteractionData, *, extras_loader: Extras
             (Optuna pruning).
         evaluate_test: evaluate the test set once at the end (tuning trials set this to False).
         checkpoint: file to save resumable state to at every validation, and to resume from if present.
-        progress: show a progress bar (default: when attached to a terminal).
+        progress: show a progress bar (default on; throttled in log files).
     """
     device = resolve_device(config.device)
     seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
     tp = config.train
     model = build_model(config, data, device, extras_loader)
+    side_inputs = {name: value.describe() for name, value in model.inputs.extras.items()}
+    deviations = list(config.deviations) + [value.deviation for value in model.inputs.extras.values()
+                                            if getattr(value, "deviation", None)]
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
     sampler = NegativeSampler(data)
     val_eval = Evaluator(data.train_csr, data.csr("val"), tp.ks, tp.eval_batch_size, device)
@@ -144,8 +147,7 @@ def train_run(config: RunConfig, data: InteractionData, *, extras_loader: Extras
         state = saved["loop"]
         log.info("resumed %s from %s at epoch %d", config.method, checkpoint, state["epoch"])
 
-    bar = tqdm(total=tp.max_epochs, initial=state["epoch"], desc=f"{config.method}/{config.dataset}",
-               disable=None if progress is None else not progress, unit="epoch")
+    bar = progress_bar(tp.max_epochs, f"{config.method}/{config.dataset}", "epoch", progress, initial=state["epoch"])
     stopped_early = False
     for epoch in range(state["epoch"], tp.max_epochs):
         start = time.perf_counter()
@@ -173,8 +175,8 @@ def train_run(config: RunConfig, data: InteractionData, *, extras_loader: Extras
         state["epoch"] = epoch + 1
         losses = {name: total / max(n_batches, 1) for name, total in sums.items()}
         bar.update(1)
-        bar.set_postfix(loss=f"{losses.get('loss', float('nan')):.4f}",
-                        best=f"{max(state['best_metric'], 0):.4f}")
+        bar.set_postfix(loss=f"{losses.get('loss', float('nan')):.4f}", best=f"{max(state['best_metric'], 0):.4f}",
+                        refresh=False)
 
         if epoch % tp.test_step != 0:
             continue
@@ -217,7 +219,8 @@ def train_run(config: RunConfig, data: InteractionData, *, extras_loader: Extras
         "seed": config.seed,
         "preset": config.preset,
         "config": config.model_dump(mode="json"),
-        "deviations": list(config.deviations),
+        "deviations": deviations,
+        "side_inputs": side_inputs,
         "dataset_sha256": data.checksum,
         "metrics": {"val": best_val.means, **({"test": test_result.means} if test_result else {})},
         "n_eval_users": {"val": len(best_val.users), **({"test": len(test_result.users)} if test_result else {})},

@@ -1,6 +1,7 @@
 import json
 import os
 import shlex
+import sys
 
 from snakemake.utils import validate
 
@@ -8,19 +9,31 @@ from snakemake.utils import validate
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("DGLBACKEND", "pytorch")
 
+# `--config seeds=[1,2]` arrives as strings
+config["seeds"] = [int(seed) if isinstance(seed, str) and seed.lstrip("-").isdigit() else seed
+                   for seed in config.get("seeds", [])]
 validate(config, "../config/schema.yaml")
 
 # Jobs run `python -m recrepro` in the active environment (the project's venv, or the conda environment made
 # from environment.yml, which every rule names as its software environment).
 DATASETS = config["datasets"]
 SEEDS = config["seeds"]
-VARIANTS = config["variants"]
+TABLE2 = config["variants"]
+_clash = set(TABLE2) & set(config["ablations"])
+if _clash:
+    raise ValueError(f"variant names used both in `variants` and `ablations`: {sorted(_clash)}")
+if config["ablations"] and config["ablation_full"] not in TABLE2:
+    raise ValueError(f"ablation_full {config['ablation_full']!r} must name a variant of `variants`")
+TABLE3 = {config["ablation_full"]: TABLE2[config["ablation_full"]], **config["ablations"]} if config["ablations"] else {}
+VARIANTS = {**TABLE2, **config["ablations"]}
+TUNING = config["tuning"]
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
     variant="|".join(VARIANTS),
     seed=r"\d+",
+    worker=r"\d+",
 
 
 def mirror_option(wildcards):
@@ -29,7 +42,7 @@ def mirror_option(wildcards):
 
 
 def variant_options(wildcards):
-    """Command-line options that select a variant's method, preset and overrides."""
+    """Command-line options that select a variant's method, preset and fixed overrides."""
     variant = VARIANTS[wildcards.variant]
     options = [f"--method {variant['method']}", f"--preset {variant.get('preset', 'faithful')}",
                f"--variant {wildcards.variant}"]
@@ -37,12 +50,136 @@ def variant_options(wildcards):
     return " ".join(options)
 
 
-def run_records(wildcards=None):
-    """Every run record of the configured variants, datasets and seeds."""
-    return expand("results/runs/{dataset}/{variant}/seed{seed}.json", dataset=DATASETS, variant=VARIANTS,
-                  seed=SEEDS)
+def tuning_options(wildcards=None):
+    """The tuning budget, identical for every study."""
+    options = [f"--trials {TUNING['trials']}", f"--seed {TUNING['seed']}", f"--study-dir {study_dir(wildcards)}"]
+    if TUNING["timeout_s"]:
+        options.append(f"--timeout {TUNING['timeout_s']}")
+    if TUNING["storage"]:
+        options.append(f"--storage {shlex.quote(TUNING['storage'])}")
+    return " ".join(options)
 
 
-def variants_json(wildcards=None):
-    """The variants (row order and labels) for the table generator, as a shell-quoted JSON argument."""
-    return shlex.quote(json.dumps(VARIANTS))
+def study_dir(wildcards):
+    return f"results/tuning/{wildcards.dataset}/{wildcards.variant}"
+
+
+def tuning_json(wildcards=None):
+    """The tuning budget for table footers (an empty argument when tuning is off)."""
+    if not config["tune"]:
+        return ""
+    budget = {key: TUNING[key] for key in ("trials", "workers", "max_epochs", "timeout_s")}
+    return f"--tuning {shlex.quote(json.dumps(budget))}"
+
+
+def tuned_params(wildcards):
+    """The tuning result a final run uses, when tuning is on."""
+    return {"params": f"results/tuning/{wildcards.dataset}/{wildcards.variant}/best.yaml"} if config["tune"] else {}
+
+
+def params_option(wildcards):
+    return f"--params results/tuning/{wildcards.dataset}/{wildcards.variant}/best.yaml" if config["tune"] else ""
+
+
+def _method_requires(variant):
+    from recrepro.registry import get_method
+
+    return get_method(VARIANTS[variant]["method"]).requires
+
+
+def _skip_reason(variant, dataset):
+    """Why ``variant`` cannot run on ``dataset`` (None if it can)."""
+    from recrepro.data.cards import load_card
+
+    card, requires = load_card(dataset), _method_requires(variant)
+    if "text" in requires and not card.text.available:
+        return f"it needs LLM text and {dataset} has no text source ({card.text.reason.strip()})"
+    if "kg" in requires and card.knowledge_graph is None and not card.text.available:
+        return f"it needs a knowledge graph and {dataset} has neither one nor a text source to build one from"
+    return None
+
+
+def _runnable_pairs():
+    pairs = []
+    for variant in VARIANTS:
+        for dataset in DATASETS:
+            reason = _skip_reason(variant, dataset)
+            if reason is None:
+                pairs.append((variant, dataset))
+            else:
+                print(f"recrepro: skipping {variant} on {dataset}: {reason}", file=sys.stderr)
+    return pairs
+
+
+RUNNABLE = _runnable_pairs()
+
+
+def needs_text(wildcards):
+    """Whether a training job reads the LLM stage's outputs."""
+    requires = _method_requires(wildcards.variant)
+    from recrepro.data.cards import load_card
+
+    card = load_card(wildcards.dataset)
+    return "text" in requires or ("kg" in requires and card.knowledge_graph is None)
+
+
+def data_inputs(wildcards):
+    """The prepared dataset, and the LLM stage's manifest for methods that read text."""
+    inputs = {"data": f"resources/datasets/{wildcards.dataset}/meta.json"}
+    if needs_text(wildcards):
+        inputs["text"] = f"resources/llm/{wildcards.dataset}/manifest.json"
+    return inputs
+
+
+def train_inputs(wildcards):
+    return {**data_inputs(wildcards), **tuned_params(wildcards)}
+
+
+def text_option(wildcards):
+    return f"--text resources/llm/{wildcards.dataset}" if needs_text(wildcards) else ""
+
+
+def run_records(variants):
+    """Run records of ``variants`` on every dataset they can run on, for every seed."""
+    return [f"results/runs/{dataset}/{variant}/seed{seed}.json" for variant, dataset in RUNNABLE if variant in variants
+            for seed in SEEDS]
+
+
+def table2_runs(wildcards=None):
+    return run_records(TABLE2)
+
+
+def table3_runs(wildcards=None):
+    return run_records(TABLE3)
+
+
+def all_runs(wildcards=None):
+    return run_records(VARIANTS)
+
+
+def variants_json(variants):
+    """Variants (row order, labels, groups, baselines) for a table generator, as a shell-quoted JSON argument."""
+    return shlex.quote(json.dumps(variants))
+
+
+def table2_variants(wildcards=None):
+    return variants_json(TABLE2)
+
+
+def table3_variants(wildcards=None):
+    return variants_json(TABLE3)
+
+
+def all_variants(wildcards=None):
+    return variants_json(VARIANTS)
+
+
+def dataset_dirs(wildcards=None):
+    return " ".join(f"resources/datasets/{dataset}" for dataset in DATASETS)
+
+
+def llm_settings(wildcards=None):
+    """The LLM stage's settings as a shell-quoted JSON argument (it names the API key's variable, not the key)."""
+    return shlex.quote(json.dumps(config["llm"]))
+
+

@@ -11,16 +11,96 @@ rule table1:
         "python -m recrepro table1 {input} --out {output} > {log} 2>&1"
 
 
+rule table3:
+    input:
+        table3_runs,
+    output:
+        "results/table3.md",
+    params:
+        variants=table3_variants,
+        tuning=tuning_json,
+    log:
+        "logs/tables/table3.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "python -m recrepro table3 {input} --variants {params.variants} {params.tuning} --out {output} > {log} 2>&1"
+
+
+rule efficiency:
+    input:
+        all_runs,
+    output:
+        "results/efficiency.md",
+    params:
+        variants=all_variants,
+    log:
+        "logs/tables/efficiency.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "python -m recrepro efficiency {input} --variants {params.variants} --out {output} > {log} 2>&1"
+
+
+rule sparsity:
+    input:
+        runs=table2_runs,
+        data=expand("resources/datasets/{dataset}/meta.json", dataset=DATASETS),
+    output:
+        table="results/sparsity.md",
+        plot="results/sparsity.png",
+    params:
+        variants=table2_variants,
+        data=dataset_dirs,
+    log:
+        "logs/tables/sparsity.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "python -m recrepro sparsity {input.runs} --variants {params.variants} --data {params.data}"
+        " --plot {output.plot} --out {output.table} > {log} 2>&1"
+
+
+rule reference_comparison:
+    input:
+        all_runs,
+    output:
+        "results/reference_comparison.md",
+    log:
+        "logs/tables/reference_comparison.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "python -m recrepro compare {input} --out {output} > {log} 2>&1"
+
+
 rule table2:
     input:
-        run_records,
+        runs=table2_runs,
+        others=["results/table1.md", "results/table3.md", "results/sparsity.md", "results/efficiency.md",
+                "results/reference_comparison.md"],
     output:
         "results/table2.md",
     params:
-        variants=variants_json,
+        variants=table2_variants,
+        tuning=tuning_json,
     log:
         "logs/tables/table2.log",
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro table2 {input} --variants {params.variants} --out {output} > {log} 2>&1"
+        "python -m recrepro table2 {input.runs} --variants {params.variants} {params.tuning}"
+        " --see-also table1.md table3.md sparsity.md efficiency.md reference_comparison.md --out {output} > {log} 2>&1"
+
+
+rule regression:
+    input:
+        table2_runs,
+    output:
+        "results/regression.md",
+    log:
+        "logs/tables/regression.log",
+    conda:
+        "../environment.yml"
+    shell:
+        "python -m recrepro regression check {input} --expected tests/regression/expected.json > {output} 2> {log}"

@@ -1,13 +1,16 @@
 rule train:
     input:
-        "resources/datasets/{dataset}/meta.json",
+        unpack(train_inputs),
     output:
         record="results/runs/{dataset}/{variant}/seed{seed}.json",
         per_user="results/runs/{dataset}/{variant}/seed{seed}.users.npz",
     params:
-        data=subpath(input[0], parent=True),
+        data=subpath(input.data, parent=True),
+        text=text_option,
+        tuned=params_option,
         variant=variant_options,
         device=config["device"],
+    threads: 2
     log:
         "logs/train/{dataset}/{variant}/seed{seed}.log",
     benchmark:
@@ -17,5 +20,6 @@ rule train:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro train {params.variant} --dataset {wildcards.dataset} --seed {wildcards.seed}"
-        " --device {params.device} --data {params.data} --out {output.record} > {log} 2>&1"
+        "python -m recrepro --threads {threads} train {params.variant} --dataset {wildcards.dataset} --seed {wildcards.seed}"
+        " --device {params.device} --data {params.data} {params.text} {params.tuned} --resume --out {output.record}"
+        " > {log} 2>&1"

@@ -13,7 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 import yaml
 
-from recrepro.data.canonical import InteractionData, normalize_pairs
+from recrepro.data.canonical import FORMAT_VERSION, InteractionData, normalize_pairs, write_interactions
+from recrepro.data.cards import DatasetCard
 
 
 def random_interactions(n_users: int = 30, n_items: int = 40, n: int = 400, seed: int = 0,
@@ -148,3 +149,45 @@ class FileServer:
         finally:
             self.httpd.shutdown()
             self.httpd.server_close()
+
+
+def tiny_movielens(folder: Path, n_users: int = 6, n_items: int = 8) -> tuple[InteractionData, DatasetCard]:
+    """A canonical MovieLens-format dataset with side files (items, training ratings), in ``folder``. Each user
+    rates 4 movies in training (high and low ratings) and has one other movie in validation and one in test."""
+    import json as _json
+
+    from recrepro.data.canonical import load_canonical
+    from recrepro.data.fetch import sha256_file
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    ratings, val, test = [], [], []
+    for user in range(n_users):
+        items = rng.permutation(n_items)
+        for item in items[:4]:
+            ratings.append((user, int(item), float(rng.choice([1, 2, 4, 5]))))
+        val.append((user, int(items[4])))
+        test.append((user, int(items[5])))
+    train = [(u, i) for u, i, r in ratings if r >= 4]
+    data = InteractionData("tiny", n_users, n_items, train=normalize_pairs(np.array(train)),
+                           val=normalize_pairs(np.array(val)), test=normalize_pairs(np.array(test)))
+    write_interactions(folder / "interactions.npz", data)
+    with open(folder / "items.jsonl", "w") as fh:
+        for item in range(n_items):
+            fh.write(_json.dumps({"item": item, "raw_id": str(item + 1), "title": f"Movie {item}", "year": "1999",
+                                  "genres": ["Drama"]}) + "\n")
+    arr = np.array(ratings)
+    np.savez(folder / "train_ratings.npz", user=arr[:, 0].astype(int), item=arr[:, 1].astype(int), rating=arr[:, 2])
+    side = ["items.jsonl", "train_ratings.npz"]
+    stats = data.stats().model_dump()
+    (folder / "meta.json").write_text(_json.dumps({
+        "format_version": FORMAT_VERSION, "name": "tiny", "stats": stats,
+        "interactions_sha256": sha256_file(folder / "interactions.npz"),
+        "side_files": {name: sha256_file(folder / name) for name in side}}))
+    card = DatasetCard.model_validate({
+        "name": "tiny", "title": "tiny", "description": "d", "homepage": "h", "license": "l", "citation": "c",
+        "format": "movielens_recbole",
+        "files": [{"path": "x.whl", "pypi": "x==1", "sha256": "0" * 64}],
+        "conversion": "c", "conversion_params": {"min_rating": 4}, "stats": stats,
+        "text": {"available": True, "reason": "test"}})
+    return load_canonical(folder, card), card

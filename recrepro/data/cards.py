@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from recrepro.paths import CARDS_DIR
+from recrepro.paths import cards_dir as default_cards_dir
 
 
 class _Strict(BaseModel):
@@ -55,11 +55,20 @@ class KnowledgeGraphInfo(_Strict):
     source: str
 
 
+class ShippedCache(_Strict):
+    """LLM responses shipped with the repository so the default run needs no model calls."""
+
+    path: str = Field(description="gzip JSONL file, relative to the repository root")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    model: str
+
+
 class TextInfo(_Strict):
     """What text the LLM stage can build for this dataset."""
 
     available: bool
     reason: str = ""
+    shipped_cache: ShippedCache | None = None
 
 
 class DatasetCard(_Strict):
@@ -85,19 +94,16 @@ class CardError(ValueError):
     """A dataset card is missing or invalid."""
 
 
-def card_path(name: str, cards_dir: Path = CARDS_DIR) -> Path:
-    return cards_dir / f"{name}.yaml"
-
-
-def available_datasets(cards_dir: Path = CARDS_DIR) -> list[str]:
+def available_datasets(cards_dir: Path | None = None) -> list[str]:
     """Names of all datasets that have a card."""
-    return sorted(p.stem for p in cards_dir.glob("*.yaml"))
+    return sorted(p.stem for p in (cards_dir or default_cards_dir()).glob("*.yaml"))
 
 
 @cache
-def load_card(name: str, cards_dir: Path = CARDS_DIR) -> DatasetCard:
+def load_card(name: str, cards_dir: Path | None = None) -> DatasetCard:
     """Read and validate the card of dataset ``name``."""
-    path = card_path(name, cards_dir)
+    cards_dir = cards_dir or default_cards_dir()
+    path = cards_dir / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(available_datasets(cards_dir)) or "none"
         raise CardError(f"no dataset card for {name!r} at {path} (known datasets: {known})")

@@ -1,0 +1,338 @@
+"""Structured completions and embeddings through LiteLLM, for any provider, cached and budgeted.
+
+- Requests run concurrently (``max_concurrency``); rate limits, timeouts and connection errors are retried
+  with exponential backoff; authentication and bad-request errors stop the stage at once.
+- Every answer is parsed and validated with the template's pydantic schema. An invalid answer is cached like
+  any other and followed by a bounded number of correction turns (each a new, cached request), after which
+  the entity is reported as failed with its raw text.
+- Every request is looked up in the content-addressed cache first: a rerun with nothing changed makes no call.
+- Spending is tracked with LiteLLM's cost map; once ``max_budget_usd`` is reached no new request starts, the
+  ones in flight finish and are cached, and :class:`BudgetExceeded` is raised.
+- API keys are read from the environment at call time and never stored or logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+import recrepro  # noqa: F401  (LITELLM_LOCAL_MODEL_COST_MAP before litellm is imported)
+from recrepro.llm.cache import ResponseCache, decode_vector, encode_vector, request_key
+from recrepro.llm.prompts import PromptTemplate
+from recrepro.progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+
+class LLMSettings(BaseModel):
+    """How to reach the models. Secrets are named (``api_key_env``), never given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = "recrepro-local/smollm2-135m-instruct"
+    api_base: str | None = None
+    api_key_env: str | None = Field(None, description="environment variable holding the API key, if any")
+    embedding_model: str = "recrepro-local/all-minilm-l6-v2"
+    embedding_api_base: str | None = None
+    temperature: float = 0.0
+    max_concurrency: int = Field(8, gt=0)
+    request_timeout_s: float = Field(120.0, gt=0)
+    transport_retries: int = Field(4, ge=0)
+    backoff_s: float = Field(2.0, ge=0)
+    format_retries: int = Field(2, ge=0)
+    max_budget_usd: float | None = Field(None, ge=0)
+    embedding_batch_size: int = Field(64, gt=0)
+
+
+class BudgetExceeded(RuntimeError):
+    """The configured budget is spent; paid answers are cached and the stage stopped before writing outputs."""
+
+
+class ProviderError(RuntimeError):
+    """The provider refused the request for a reason retrying cannot fix (credentials, bad request)."""
+
+
+@dataclass
+class TextRequest:
+    entity: str
+    template: PromptTemplate
+    messages: list[dict[str, str]]
+
+
+@dataclass
+class TextResult:
+    entity: str
+    status: Literal["ok", "invalid", "error"]
+    answer: dict[str, str] | None = None
+    raw: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Usage:
+    calls: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_calls: int = 0
+    seconds: float = 0.0
+    retries: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def parse_answer(content: str, template: PromptTemplate) -> dict[str, str]:
+    """The JSON object in ``content`` (code fences and surrounding prose tolerated), validated by the schema."""
+    match = re.search(r"\{.*\}", content or "", flags=re.DOTALL)
+    if not match:
+        raise ValueError("no JSON object in the answer")
+    return template.schema.model_validate(json.loads(match.group(0))).model_dump()
+
+
+def _transient_errors() -> tuple[type[Exception], ...]:
+    import litellm
+
+    return (litellm.RateLimitError, litellm.Timeout, litellm.APIConnectionError, litellm.ServiceUnavailableError,
+            litellm.InternalServerError)
+
+
+def _fatal_errors() -> tuple[type[Exception], ...]:
+    import litellm
+
+    return (litellm.AuthenticationError, litellm.BadRequestError, litellm.NotFoundError, litellm.PermissionDeniedError)
+
+
+class LLMClient:
+    """Runs batches of structured completions and embeddings against one configured provider."""
+
+    def __init__(self, settings: LLMSettings, cache: ResponseCache, progress: bool | None = None) -> None:
+        from recrepro.llm.local import register_local_provider
+
+        register_local_provider()
+        for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):  # one INFO line per request otherwise
+            logging.getLogger(name).setLevel(logging.WARNING)
+        self.settings = settings
+        self.cache = cache
+        self.usage = Usage()
+        self.progress = progress
+        self._halt: Exception | None = None  # set on budget exhaustion or a fatal provider error
+
+    # -- requests ------------------------------------------------------------------------------------------
+
+    def _api_key(self, api_base: str | None) -> str | None:
+        name = self.settings.api_key_env
+        if name:
+            if not os.environ.get(name):
+                raise ProviderError(f"environment variable {name} (llm.api_key_env) is not set")
+            return os.environ[name]
+        return "no-key" if api_base else None  # OpenAI-compatible local servers need some key
+
+    def response_format(self, template: PromptTemplate) -> dict[str, Any]:
+        return template.response_format(field_hints=self.settings.model.startswith("recrepro-local/"))
+
+    def completion_key(self, messages: list[dict[str, str]], template: PromptTemplate) -> str:
+        return request_key({"kind": "completion", "model": self.settings.model, "messages": messages,
+                            "response_format": self.response_format(template), "prompt": template.name,
+                            "prompt_version": template.version, "temperature": self.settings.temperature,
+                            "max_tokens": template.max_tokens})
+
+    async def _with_retries(self, call, what: str):
+        transient, fatal = _transient_errors(), _fatal_errors()
+        for attempt in range(self.settings.transport_retries + 1):
+            if self._halt is not None:
+                raise type(self._halt)(str(self._halt))
+            try:
+                return await call()
+            except fatal as err:
+                self._halt = ProviderError(f"{what}: {type(err).__name__}: {err}")
+                raise self._halt from None
+            except transient as err:
+                name = type(err).__name__
+                self.usage.retries[name] = self.usage.retries.get(name, 0) + 1
+                if attempt == self.settings.transport_retries:
+                    raise
+                delay = self.settings.backoff_s * 2**attempt
+                log.warning("%s: %s, retrying in %.1fs (%d/%d)", what, name, delay, attempt + 1,
+                            self.settings.transport_retries)
+                await asyncio.sleep(delay)
+
+    def _budget_message(self) -> str:
+        return (f"budget of ${self.settings.max_budget_usd:.4f} reached (spent ${self.usage.cost_usd:.4f}); "
+                "paid answers are cached, so raising llm.max_budget_usd and rerunning resumes without paying twice")
+
+    def _account(self, response: Any, started: float, model: str) -> tuple[dict[str, int], float | None]:
+        import litellm
+
+        usage = getattr(response, "usage", None)
+        tokens = {"prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+                  "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0)}
+        cost: float | None
+        if model.startswith("recrepro-local/"):
+            cost = 0.0
+        else:
+            try:
+                cost = float(litellm.completion_cost(completion_response=response))
+            except Exception:  # models missing from LiteLLM's cost map
+                cost = None
+        self.usage.calls += 1
+        self.usage.prompt_tokens += tokens["prompt_tokens"]
+        self.usage.completion_tokens += tokens["completion_tokens"]
+        self.usage.seconds += time.perf_counter() - started
+        if cost is None:
+            self.usage.unpriced_calls += 1
+        else:
+            self.usage.cost_usd += cost
+        budget = self.settings.max_budget_usd
+        if budget is not None and self.usage.cost_usd >= budget and self._halt is None:
+            self._halt = BudgetExceeded(self._budget_message())
+        return tokens, cost
+
+    async def _complete_once(self, messages: list[dict[str, str]], request: TextRequest) -> dict[str, Any]:
+        """One cached request: the stored record, or a new call whose record is stored."""
+        key = self.completion_key(messages, request.template)
+        if (record := self.cache.get(key)) is not None:
+            self.usage.cached += 1
+            return record
+        import litellm
+
+        settings = self.settings
+        started = time.perf_counter()
+        response = await self._with_retries(
+            lambda: litellm.acompletion(
+                model=settings.model, messages=messages, response_format=self.response_format(request.template),
+                temperature=settings.temperature, max_tokens=request.template.max_tokens,
+                timeout=settings.request_timeout_s, api_base=settings.api_base,
+                api_key=self._api_key(settings.api_base), num_retries=0, max_retries=0, drop_params=True),
+            f"{request.template.name} {request.entity}")
+        content = response.choices[0].message.content or ""
+        tokens, cost = self._account(response, started, settings.model)
+        try:
+            answer, error = parse_answer(content, request.template), None
+        except (ValueError, ValidationError) as err:
+            answer, error = None, str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        record = {"key": key, "kind": "completion", "model": settings.model, "prompt": request.template.name,
+                  "prompt_version": request.template.version, "entity": request.entity,
+                  "status": "ok" if answer else "invalid", "content": content, "answer": answer, "error": error,
+                  "usage": tokens, "cost_usd": cost, "latency_s": round(time.perf_counter() - started, 3)}
+        self.cache.put(record)
+        return record
+
+    @staticmethod
+    def _correction(messages: list[dict[str, str]], record: dict[str, Any],
+                    template: PromptTemplate) -> list[dict[str, str]]:
+        """The conversation extended by an invalid answer and a request to answer again."""
+        fields = ", ".join(f'"{name}"' for name in template.schema.model_fields)
+        return messages + [
+            {"role": "assistant", "content": record["content"]},
+            {"role": "user", "content": f"That answer is not valid ({record['error']}). Reply again with only "
+                                        f"a JSON object with the keys {fields}, each a non-empty string."}]
+
+    async def _complete(self, request: TextRequest) -> TextResult:
+        messages = list(request.messages)
+        record: dict[str, Any] = {}
+        for _ in range(self.settings.format_retries + 1):
+            record = await self._complete_once(messages, request)
+            if record["status"] == "ok":
+                return TextResult(request.entity, "ok", answer=record["answer"], raw=record["content"])
+            messages = self._correction(messages, record, request.template)
+        return TextResult(request.entity, "invalid", raw=record["content"], error=record["error"])
+
+    def cached_keys(self, request: TextRequest) -> list[str]:
+        """Keys of the cached records that answer ``request`` (its correction turns included), without calls."""
+        messages, keys = list(request.messages), []
+        for _ in range(self.settings.format_retries + 1):
+            key = self.completion_key(messages, request.template)
+            record = self.cache.get(key)
+            if record is None:
+                break
+            keys.append(key)
+            if record["status"] == "ok":
+                break
+            messages = self._correction(messages, record, request.template)
+        return keys
+
+    async def complete(self, requests: list[TextRequest], desc: str = "LLM") -> list[TextResult]:
+        """Run ``requests`` concurrently; results are in request order.
+
+        Raises:
+            BudgetExceeded: after the in-flight requests have finished and been cached.
+            ProviderError: credentials or request rejected by the provider.
+        """
+        semaphore = asyncio.Semaphore(self.settings.max_concurrency)
+        bar = progress_bar(len(requests), desc, "req", self.progress)
+
+        async def run(request: TextRequest) -> TextResult:
+            async with semaphore:
+                try:
+                    result = await self._complete(request)
+                except (BudgetExceeded, ProviderError):
+                    raise
+                except _transient_errors() as err:
+                    result = TextResult(request.entity, "error", error=f"{type(err).__name__}: {err}"[:300])
+            bar.update(1)
+            bar.set_postfix(calls=self.usage.calls, cached=self.usage.cached, cost=f"${self.usage.cost_usd:.4f}", refresh=False)
+            return result
+
+        try:
+            results = await asyncio.gather(*(run(r) for r in requests), return_exceptions=True)
+        finally:
+            bar.close()
+        for exc_type in (ProviderError, BudgetExceeded):
+            if any(isinstance(r, exc_type) for r in results):
+                raise next(r for r in results if isinstance(r, exc_type))
+        if failures := [r for r in results if isinstance(r, BaseException)]:
+            raise failures[0]
+        return list(results)
+
+    # -- embeddings ----------------------------------------------------------------------------------------
+
+    def embedding_key(self, text: str) -> str:
+        return request_key({"kind": "embedding", "model": self.settings.embedding_model, "input": text})
+
+    async def embed(self, texts: list[str], desc: str = "embeddings") -> np.ndarray:
+        """Embed ``texts`` (cached per text); returns a float32 ``[len(texts), dim]`` array."""
+        import litellm
+
+        settings = self.settings
+        keys = [self.embedding_key(t) for t in texts]
+        missing = list(dict.fromkeys(k for k in keys if k not in self.cache))
+        text_of = dict(zip(keys, texts))
+        self.usage.cached += len(keys) - len(missing)
+        batches = [missing[i:i + settings.embedding_batch_size] for i in range(0, len(missing), settings.embedding_batch_size)]
+        semaphore = asyncio.Semaphore(settings.max_concurrency)
+        bar = progress_bar(len(missing), desc, "text", self.progress)
+
+        async def run(batch: list[str]) -> None:
+            async with semaphore:
+                started = time.perf_counter()
+                response = await self._with_retries(
+                    lambda: litellm.aembedding(model=settings.embedding_model, input=[text_of[k] for k in batch],
+                                               api_base=settings.embedding_api_base,
+                                               api_key=self._api_key(settings.embedding_api_base),
+                                               timeout=settings.request_timeout_s, num_retries=0, max_retries=0),
+                    f"embedding batch of {len(batch)}")
+                self._account(response, started, settings.embedding_model)
+                rows = sorted(response.data, key=lambda d: d["index"])
+                if len(rows) != len(batch):
+                    raise ProviderError(f"embedding provider returned {len(rows)} vectors for {len(batch)} texts")
+                for key, row in zip(batch, rows):
+                    self.cache.put({"key": key, "kind": "embedding", "model": settings.embedding_model,
+                                    "vector": encode_vector(row["embedding"]), "dim": len(row["embedding"])})
+                bar.update(len(batch))
+
+        try:
+            await asyncio.gather(*(run(b) for b in batches))
+        finally:
+            bar.close()
+        return np.stack([decode_vector(self.cache.get(k)["vector"]) for k in keys]).astype(np.float32)

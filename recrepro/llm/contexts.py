@@ -1,0 +1,77 @@
+"""What the LLM is told about each user and item, built from item metadata and **training** interactions only.
+
+Nothing here reads the validation or test parts of a split: user contexts come from the training-part ratings
+the converter kept as side information (``train_ratings.npz``), item contexts from item metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from recrepro.data.canonical import InteractionData
+from recrepro.data.cards import DatasetCard
+
+MAX_LIKED = 10
+MAX_DISLIKED = 5
+
+
+class TextUnavailable(RuntimeError):
+    """The dataset has no text source for the LLM stage."""
+
+
+@dataclass(frozen=True)
+class TextContexts:
+    """Per-entity template contexts, in canonical id order."""
+
+    items: list[dict]
+    users: list[dict]
+
+    def fallback(self, kind: str, index: int) -> str:
+        """A deterministic description used (and reported) when an entity's answer failed and failures are
+        tolerated: the entity's own facts, never an empty or zero vector."""
+        ctx = (self.items if kind == "item" else self.users)[index]
+        if kind == "item":
+            return describe(ctx["item"])
+        return f"Rated highly: {'; '.join(ctx['liked']) or 'nothing'}. Rated poorly: {'; '.join(ctx['disliked']) or 'nothing'}."
+
+
+def describe(item: dict) -> str:
+    """Compact one-line description of a movie: ``Title (year; genre, genre)``."""
+    return f"{item['title']} ({item['year']}; {', '.join(item['genres'])})"
+
+
+def _movielens(data: InteractionData, card: DatasetCard) -> TextContexts:
+    items = []
+    with open(data.side_file("items.jsonl")) as fh:
+        for line in fh:
+            row = json.loads(line)
+            items.append({"title": row["title"], "year": row["year"], "genres": row["genres"]})
+    if len(items) != data.n_items:
+        raise TextUnavailable(f"{data.name}: items.jsonl has {len(items)} rows for {data.n_items} items")
+    with np.load(data.side_file("train_ratings.npz")) as npz:
+        users, item_ids, ratings = npz["user"], npz["item"], npz["rating"]
+    like_at = card.conversion_params["min_rating"]
+    by_user: list[list[tuple[float, int]]] = [[] for _ in range(data.n_users)]
+    for user, item, rating in zip(users.tolist(), item_ids.tolist(), ratings.tolist()):
+        by_user[user].append((rating, item))
+    liked, disliked = [], []
+    for rated in by_user:
+        best_first = sorted((r for r in rated if r[0] >= like_at), key=lambda r: (-r[0], r[1]))[:MAX_LIKED]
+        worst_first = sorted((r for r in rated if r[0] <= 2), key=lambda r: (r[0], r[1]))[:MAX_DISLIKED]
+        liked.append([describe(items[i]) for _, i in best_first])
+        disliked.append([describe(items[i]) for _, i in worst_first])
+    return TextContexts(items=[{"item": item} for item in items],
+                        users=[{"liked": liked[u], "disliked": disliked[u]} for u in range(data.n_users)])
+
+
+BUILDERS = {"movielens_recbole": _movielens}
+
+
+def build_contexts(data: InteractionData, card: DatasetCard) -> TextContexts:
+    """Template contexts for every user and item of ``data``."""
+    if not card.text.available or card.format not in BUILDERS:
+        raise TextUnavailable(f"dataset {card.name!r} has no text source for the LLM stage: {card.text.reason}")
+    return BUILDERS[card.format](data, card)

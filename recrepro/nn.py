@@ -1,0 +1,147 @@
+"""Layers and losses shared by several methods, each written to compute what the reference code computes."""
+
+from __future__ import annotations
+
+import dgl
+import dgl.function as fn
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def bpr_loss(users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Mean of softplus(s(u, i-) - s(u, i+)) (the reference's ``cal_bpr_loss`` divided by the batch size)."""
+    return F.softplus((users * neg).sum(-1) - (users * pos).sum(-1)).mean()
+
+
+def l2_all_parameters(module: nn.Module) -> torch.Tensor:
+    """Sum of squared Frobenius norms of every parameter, frozen ones included (the reference's ``reg_params``)."""
+    return sum(p.square().sum() for p in module.parameters())
+
+
+def _normalize_eps(x: torch.Tensor) -> torch.Tensor:
+    return x / torch.sqrt(1e-8 + x.square().sum(-1, keepdim=True))
+
+
+def info_nce(anchor: torch.Tensor, positive: torch.Tensor, candidates: torch.Tensor,
+             temperature: float) -> torch.Tensor:
+    """The reference's ``cal_infonce_loss``: sum over rows of -cos(a, p)/t + log sum_c exp(cos(a, c)/t), with
+    L2 normalisation by sqrt(|x|^2 + 1e-8); the positive must be among the candidates. Returns a **sum**."""
+    a, p, c = _normalize_eps(anchor), _normalize_eps(positive), _normalize_eps(candidates)
+    return (-(a * p).sum(-1) / temperature + torch.logsumexp(a @ c.T / temperature, dim=-1)).sum()
+
+
+def ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """The reference's ``ssl_con_loss`` (dense): mean over rows of -log(exp(cos(x_n, y_n)/t) /
+    (sum_m exp(cos(x_n, y_m)/t) + 1e-8) + 1e-8). Needs an N x N matrix; see :func:`chunked_ssl_con_loss`."""
+    x, y = F.normalize(x), F.normalize(y)
+    positive = torch.exp((x * y).sum(1) / temperature)
+    total = torch.exp(x @ y.T / temperature).sum(1)
+    return -torch.log(positive / (total + 1e-8) + 1e-8).mean()
+
+
+def _ssl_con_rows(x_rows: torch.Tensor, y_rows: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor:
+    positive = torch.exp((x_rows * y_rows).sum(1) / temperature)
+    total = torch.exp(x_rows @ y.T / temperature).sum(1)
+    return -torch.log(positive / (total + 1e-8) + 1e-8).sum()
+
+
+def chunked_ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0,
+                         chunk_size: int = 2048) -> torch.Tensor:
+    """:func:`ssl_con_loss` computed over blocks of ``chunk_size`` rows, each recomputed in the backward pass
+    (activation checkpointing), so memory is O(chunk_size x N) instead of O(N^2) with the same value and
+    gradient."""
+    x, y = F.normalize(x), F.normalize(y)
+    total = x.new_zeros(())
+    for start in range(0, x.shape[0], chunk_size):
+        stop = start + chunk_size
+        if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
+            total = total + checkpoint(_ssl_con_rows, x[start:stop], y[start:stop], y, temperature,
+                                       use_reentrant=False)
+        else:
+            total = total + _ssl_con_rows(x[start:stop], y[start:stop], y, temperature)
+    return total / x.shape[0]
+
+
+class Projector(nn.Sequential):
+    """The reference's text projector: Linear(d_in, (d_in + d_out) // 2) -> LeakyReLU -> Linear(-, d_out), with
+    Xavier-uniform weights and PyTorch's default biases."""
+
+    def __init__(self, d_in: int, d_out: int) -> None:
+        hidden = (d_in + d_out) // 2
+        super().__init__(nn.Linear(d_in, hidden), nn.LeakyReLU(), nn.Linear(hidden, d_out))
+        self.reset_weights()
+
+    def reset_weights(self) -> None:
+        for layer in self:
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+
+
+def intent_aware(embeddings: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """DCCF's intent-aware representation softmax(E W) W^T (the softmax runs over the intents)."""
+    return torch.softmax(embeddings @ prototypes, dim=1) @ prototypes.T
+
+
+def weighted_propagate(graph: dgl.DGLGraph, similarity_features: torch.Tensor,
+                       features: torch.Tensor) -> torch.Tensor:
+    """DCCF's adaptive augmentation: r = G x with G[h, t] = a_ht / sum_t' a_ht' and a_ht = (1 + cos(c_h, c_t)) / 2
+    over the graph's edges (messages flow t -> h); rows whose weights sum to 0 give 0.
+
+    Kernels (chosen by measurement, ``benchmarks/edge_weighted.py``): ``u_dot_v`` on the normalised ``c`` for
+    the cosines, ``copy_e``/``sum`` for the row sums, ``e_div_v`` for the normalised weights, and one
+    ``u_mul_e``/``sum`` pass for the propagation.
+    """
+    with graph.local_scope():
+        graph.ndata["n"] = F.normalize(similarity_features)
+        graph.apply_edges(fn.u_dot_v("n", "n", "cos"))
+        graph.edata["a"] = (graph.edata["cos"] + 1) / 2
+        graph.update_all(fn.copy_e("a", "m"), fn.sum("m", "s"))
+        graph.ndata["s"] = torch.where(graph.ndata["s"] > 0, graph.ndata["s"], torch.ones_like(graph.ndata["s"]))
+        graph.apply_edges(fn.e_div_v("a", "s", "w"))
+        graph.ndata["x"] = features
+        graph.update_all(fn.u_mul_e("x", "w", "m"), fn.sum("m", "r"))
+        return graph.ndata["r"]
+
+
+class TextAlignment(nn.Module):
+    """RLMRec-Con's contrastive alignment of graph representations with projected text embeddings (also
+    IRLLRec's pairwise intent alignment).
+
+    weight / B x [NCE(h_u, f(t_u), f(all users' t)) + NCE(h_i+, f(t_i+), f(batch t_i+))
+                  + NCE(h_i-, f(t_i-), f(batch t_i-))], with one projector f shared by users and items.
+
+    As in the reference, user negatives are all users and item negatives are the batch's items of the same
+    role (duplicates included). Items are projected only for the batch rows that are used, which gives the
+    reference's values and gradients without projecting every item at every step.
+    """
+
+    def __init__(self, user_text: torch.Tensor, item_text: torch.Tensor, out_dim: int, weight: float,
+                 temperature: float, projector: nn.Module | None = None) -> None:
+        super().__init__()
+        self.register_buffer("user_text", user_text, persistent=False)
+        self.register_buffer("item_text", item_text, persistent=False)
+        self.projector = projector if projector is not None else Projector(user_text.shape[1], out_dim)
+        self.weight, self.temperature = weight, temperature
+
+    def project_users(self) -> torch.Tensor:
+        return self.projector(self.user_text)
+
+    def forward(self, user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
+                neg: torch.Tensor) -> torch.Tensor:
+        t = self.temperature
+        projected_users = self.project_users()
+        projected_pos, projected_neg = self.projector(self.item_text[pos]), self.projector(self.item_text[neg])
+        total = (info_nce(user_emb[users], projected_users[users], projected_users, t)
+                 + info_nce(item_emb[pos], projected_pos, projected_pos, t)
+                 + info_nce(item_emb[neg], projected_neg, projected_neg, t))
+        return self.weight * total / len(users)
+
+
+def text_tensors(method_inputs, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(user, item) text embeddings of ``kind`` ("profile" or "intent") as float32 tensors on the device."""
+    text = method_inputs.extra("text")
+    device = method_inputs.device
+    return (torch.from_numpy(getattr(text, f"user_{kind}")).to(device),
+            torch.from_numpy(getattr(text, f"item_{kind}")).to(device))

@@ -1,0 +1,204 @@
+"""Hyperparameter tuning with Optuna: equal budgets, validation only, resumable, shareable between workers.
+
+- One study per (variant, dataset), with a deterministic name; journal-file storage by default (safe with
+  several local processes), or any RDB URL (PostgreSQL for multi-node runs).
+- The objective trains on the training split and returns the best validation metric; it reports the metric at
+  every validation (``trial.report``) so unpromising trials are pruned. The test split is never evaluated.
+- Every worker has its own seeded TPE sampler (seed + worker index) whose state is saved after each trial, so
+  a restarted worker continues where it stopped; trials a killed worker left RUNNING are marked FAILED when
+  that worker restarts.
+- The budget (trials, and optionally wall time per worker) is the same for every method. It is split
+  deterministically between the workers (worker i runs its share of finished -- complete or pruned -- trials),
+  so the total never overshoots, whatever order the workers run in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.storages import JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from recrepro.config import ConfigError, resolve_config
+from recrepro.data.canonical import InteractionData
+from recrepro.registry import get_method
+from recrepro.trainer import ExtrasLoader, train_run
+
+log = logging.getLogger(__name__)
+
+SEARCH_SPACE_VERSION = 1
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class TuningSettings:
+    """The tuning budget and machinery, identical for every method."""
+
+    trials: int = 8
+    timeout_s: float | None = None  # wall-time budget per worker, on top of the trial budget
+    seed: int = 2023
+    storage: str = ""  # "" = journal file next to the study; or an RDB URL such as postgresql://...
+    pruner_startup_trials: int = 3
+    pruner_warmup_validations: int = 2
+
+
+def study_name(variant: str, dataset: str) -> str:
+    return f"{variant}--{dataset}--space-v{SEARCH_SPACE_VERSION}"
+
+
+def open_storage(url: str, study_dir: Path):
+    """Journal file in ``study_dir`` by default; an RDB storage for a database URL."""
+    if not url:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(study_dir / "journal.log")))
+    if url.startswith("sqlite"):
+        raise ConfigError("SQLite storage is unsafe with parallel workers (Optuna FAQ); leave tuning.storage empty for "
+                          "a journal file, or give a PostgreSQL URL")
+    return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+
+
+def _pruner(settings: TuningSettings) -> optuna.pruners.BasePruner:
+    return optuna.pruners.MedianPruner(n_startup_trials=settings.pruner_startup_trials,
+                                       n_warmup_steps=settings.pruner_warmup_validations)
+
+
+def create_study(variant: str, dataset: str, settings: TuningSettings, study_dir: Path) -> optuna.Study:
+    """Create the study if needed (idempotent)."""
+    return optuna.create_study(study_name=study_name(variant, dataset), storage=open_storage(settings.storage, study_dir),
+                               direction="maximize", load_if_exists=True, pruner=_pruner(settings),
+                               sampler=optuna.samplers.TPESampler(seed=settings.seed))
+
+
+def sample_overrides(method: str, trial: optuna.Trial) -> dict[str, dict[str, Any]]:
+    """The method's search space as ``{"model": {...}, "train": {...}}`` overrides."""
+    overrides: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for key, value in get_method(method).search_space(trial).items():
+        section, _, name = key.partition(".")
+        overrides[section][name] = value
+    return overrides
+
+
+def merge_overrides(*layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Later layers win, key by key within each section."""
+    out: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for layer in layers:
+        for section, values in layer.items():
+            out.setdefault(section, {}).update(values)
+    return out
+
+
+class _SamplerState:
+    """One worker's sampler, saved after every trial so a restart continues its random stream."""
+
+    def __init__(self, path: Path, seed: int) -> None:
+        self.path = path
+        self.sampler = optuna.samplers.TPESampler(seed=seed)
+        if path.is_file():
+            with open(path, "rb") as fh:  # written by this harness, never downloaded
+                self.sampler = pickle.load(fh)
+
+    def save(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(self.sampler, fh)
+        tmp.replace(self.path)
+
+
+def fail_stale_trials(study: optuna.Study, worker: int) -> list[int]:
+    """Mark trials this worker left RUNNING (the worker was killed) as FAILED; returns their numbers."""
+    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+             if t.user_attrs.get("worker") == worker]
+    for trial in stale:
+        study.tell(trial.number, state=TrialState.FAIL)
+        log.warning("trial %d was left running by a stopped worker %d; marked as failed", trial.number, worker)
+    return [t.number for t in stale]
+
+
+def worker_share(trials: int, workers: int, worker: int) -> int:
+    """How many of the study's trials worker ``worker`` (0-based) of ``workers`` runs."""
+    return trials // workers + (worker < trials % workers)
+
+
+def run_worker(variant: str, method: str, dataset: str, data: InteractionData, settings: TuningSettings,
+               study_dir: Path, worker: int, workers: int, base_overrides: dict[str, dict[str, Any]] | None = None,
+               preset: str = "faithful", device: str = "cpu",
+               extras_loader: ExtrasLoader | None = None) -> dict[str, Any]:
+    """Run this worker's share of the study's trials (or until its time is up), resuming after a restart."""
+    state = _SamplerState(study_dir / f"sampler-{worker}.pkl", settings.seed + worker)
+    study = optuna.load_study(study_name=study_name(variant, dataset), storage=open_storage(settings.storage, study_dir),
+                              sampler=state.sampler, pruner=_pruner(settings))
+    failed = fail_stale_trials(study, worker)
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", worker)
+        trial.set_user_attr("host", f"{socket.gethostname()}:{os.getpid()}")
+        overrides = merge_overrides(base_overrides or {}, sample_overrides(method, trial))
+        config = resolve_config(method, dataset, seed=settings.seed, device=device, preset=preset, overrides=overrides)
+
+        def report(epoch: int, metric: float) -> None:
+            trial.report(metric, step=epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        outcome = train_run(config, data, extras_loader=extras_loader, on_validation=report, evaluate_test=False,
+                            progress=False)
+        trial.set_user_attr("best_epoch", outcome.record["best_epoch"])
+        return outcome.record["metrics"]["val"][config.train.select_metric]
+
+    started = time.time()
+    done = sum(1 for t in study.get_trials(deepcopy=False) if t.state in FINISHED and t.user_attrs.get("worker") == worker)
+    remaining = worker_share(settings.trials, workers, worker) - done
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, callbacks=[state.save], timeout=settings.timeout_s,
+                       gc_after_trial=True)
+    mine = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker]
+    return {"worker": worker, "trials": mine, "failed_stale": failed, "seconds": round(time.time() - started, 1)}
+
+
+def export_best(variant: str, dataset: str, method: str, settings: TuningSettings, study_dir: Path,
+                base_overrides: dict[str, dict[str, Any]] | None = None, preset: str = "faithful") -> dict[str, Any]:
+    """The best trial's hyperparameters as overrides, with a summary of the study."""
+    study = optuna.load_study(study_name=study_name(variant, dataset), storage=open_storage(settings.storage, study_dir))
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise RuntimeError(f"study {study.study_name} has no complete trial; tune again with a larger budget")
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    overrides = merge_overrides(base_overrides or {}, sample_overrides(method, optuna.trial.FixedTrial(best.params)))
+    counts = {state.name.lower(): sum(1 for t in study.get_trials(deepcopy=False) if t.state == state)
+              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    metric = resolve_config(method, dataset, preset=preset, overrides=overrides).train.select_metric
+    return {"study": study.study_name, "best_trial": best.number, "best_value": best.value,
+            "metric": f"validation {metric}",
+            "budget": {"trials": settings.trials, "timeout_s": settings.timeout_s}, "trials": counts,
+            "overrides": overrides}
+
+
+def write_best(path: Path, summary: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(summary, sort_keys=False))
+    tmp.replace(path)
+
+
+def read_best(path: Path) -> dict[str, Any]:
+    """Tuned overrides ``{"model": {...}, "train": {...}}`` from a file written by :func:`write_best`."""
+    summary = yaml.safe_load(Path(path).read_text())
+    if not isinstance(summary, dict) or "overrides" not in summary:
+        raise ConfigError(f"{path} is not a tuning result (no 'overrides')")
+    return summary["overrides"]
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1) + "\n")

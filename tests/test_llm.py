@@ -1,0 +1,206 @@
+"""The LLM stage through the real LiteLLM path against an OpenAI-compatible server on 127.0.0.1."""
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+from helpers import tiny_movielens
+from openai_server import DIM, FakeOpenAI
+
+from recrepro.llm.cache import ResponseCache
+from recrepro.llm.client import BudgetExceeded, LLMClient, LLMSettings, ProviderError, TextRequest
+from recrepro.llm.contexts import TextUnavailable, build_contexts
+from recrepro.llm.prompts import load_prompt
+from recrepro.llm.stage import TextStageFailed, run_embeddings, run_text_step
+
+SECRET = "sk-test-DO-NOT-LEAK-4f1c"
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAI().running() as fake:
+        yield fake
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return tiny_movielens(tmp_path / "data")
+
+
+def settings(server, **kwargs):
+    return LLMSettings(**{"model": "openai/gpt-4o-mini", "api_base": server.api_base, "embedding_model":
+                          "openai/text-embedding-3-small", "embedding_api_base": server.api_base, "backoff_s": 0,
+                          "max_concurrency": 4, **kwargs})
+
+
+def requests_for(n, template="item_profile"):
+    prompt = load_prompt(template)
+    return [TextRequest(f"item:{i}", prompt, prompt.render({"item": {"title": f"Film {i}", "year": "2001",
+                                                                     "genres": ["Drama"]}})) for i in range(n)]
+
+
+def test_completion_and_embedding_round_trip_through_litellm(server, tmp_path):
+    client = LLMClient(settings(server), ResponseCache(tmp_path / "cache.jsonl"), progress=False)
+    results = asyncio.run(client.complete(requests_for(3)))
+    assert [r.status for r in results] == ["ok"] * 3
+    assert set(results[0].answer) == {"summarization", "reasoning"}
+    body = server.requests[0]["body"]
+    assert body["model"] == "gpt-4o-mini" and body["response_format"]["type"] == "json_schema"
+    vectors = asyncio.run(client.embed(["a", "b", "a"]))
+    assert vectors.shape == (3, DIM) and np.allclose(vectors[0], vectors[2])
+    assert client.usage.calls == 4 and client.usage.cost_usd > 0  # gpt-4o-mini is priced in LiteLLM's map
+
+
+def test_rerun_makes_zero_calls(server, tmp_path):
+    for _ in range(2):
+        client = LLMClient(settings(server), ResponseCache(tmp_path / "cache.jsonl"), progress=False)
+        asyncio.run(client.complete(requests_for(5)))
+        asyncio.run(client.embed(["x", "y"]))
+    assert server.count() == 5 and server.count("embeddings") == 1
+    assert client.usage.calls == 0 and client.usage.cached == 7
+
+
+def test_resume_after_interruption_mid_batch(server, tmp_path):
+    requests = requests_for(8)
+    server.slow, server.delay = 100, 0.3  # every request takes 0.3 s
+
+    async def interrupted():
+        client = LLMClient(settings(server, max_concurrency=2), ResponseCache(tmp_path / "cache.jsonl"),
+                           progress=False)
+        await asyncio.wait_for(client.complete(requests), timeout=1.0)
+
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(interrupted())
+    done = len(ResponseCache(tmp_path / "cache.jsonl").records)
+    assert 0 < done < 8
+    server.slow, before = 0, server.count()
+    client = LLMClient(settings(server), ResponseCache(tmp_path / "cache.jsonl"), progress=False)
+    results = asyncio.run(client.complete(requests))
+    assert all(r.status == "ok" for r in results)
+    assert server.count() - before == 8 - done  # only the unfinished requests were sent again
+
+
+def test_rate_limits_are_retried_with_backoff(server, tmp_path):
+    server.rate_limit = 2
+    client = LLMClient(settings(server, max_concurrency=1), ResponseCache(tmp_path / "c.jsonl"), progress=False)
+    results = asyncio.run(client.complete(requests_for(2)))
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert client.usage.retries == {"RateLimitError": 2}
+
+
+def test_timeouts_are_retried(server, tmp_path):
+    server.slow, server.delay = 1, 1.5
+    client = LLMClient(settings(server, request_timeout_s=0.5, max_concurrency=1), ResponseCache(tmp_path / "c.jsonl"),
+                       progress=False)
+    results = asyncio.run(client.complete(requests_for(1)))
+    assert results[0].status == "ok"
+    assert client.usage.retries == {"Timeout": 1}
+
+
+def test_exhausted_transport_retries_are_reported_not_cached(server, tmp_path):
+    server.rate_limit = 100
+    client = LLMClient(settings(server, transport_retries=1), ResponseCache(tmp_path / "c.jsonl"), progress=False)
+    results = asyncio.run(client.complete(requests_for(1)))
+    assert results[0].status == "error" and "RateLimitError" in results[0].error
+    assert not (tmp_path / "c.jsonl").exists()
+
+
+def test_invalid_answers_are_retried_then_reported_and_fail_the_stage(server, tiny, tmp_path):
+    data, card = tiny
+    server.invalid_for = (r'\"title\": \"Movie 3\"',)  # item 3's prompt always gets a non-JSON answer
+    with pytest.raises(TextStageFailed, match=r"1 of 14 entities failed \(item:3\).*No output was written"):
+        run_text_step("profiles", data, card, tmp_path / "stage", settings(server, format_retries=2))
+    assert not list((tmp_path / "stage").glob("*_profiles.jsonl"))
+    attempts = [r for r in ResponseCache(tmp_path / "stage" / "cache.jsonl").records.values() if r["entity"] == "item:3"]
+    assert len(attempts) == 3 and all(r["status"] == "invalid" for r in attempts)  # first answer + 2 corrections
+
+    before = server.count()
+    report = run_text_step("profiles", data, card, tmp_path / "stage", settings(server), max_failure_fraction=0.1)
+    assert server.count() == before  # every answer, invalid ones included, came from the cache
+    assert report["failed"] == 1 and report["failures"][0]["raw"] == "I cannot answer in JSON."
+    rows = [json.loads(line) for line in open(tmp_path / "stage" / "item_profiles.jsonl")]
+    assert rows[3]["status"] == "fallback" and rows[3]["text"] == "Movie 3 (1999; Drama)"
+    assert [r["id"] for r in rows] == list(range(data.n_items))
+
+
+def test_budget_exhaustion_stops_cleanly_and_resumes_without_paying_twice(server, tiny, tmp_path):
+    data, card = tiny
+    with pytest.raises(BudgetExceeded, match="budget of"):
+        run_text_step("profiles", data, card, tmp_path / "stage", settings(server, max_budget_usd=1e-6,
+                                                                            max_concurrency=1))
+    assert not list((tmp_path / "stage").glob("*_profiles.jsonl"))
+    assert server.count() == 1  # no new request starts once the budget is spent
+    run_text_step("profiles", data, card, tmp_path / "stage", settings(server, max_budget_usd=1.0))
+    assert server.count() == data.n_items + data.n_users  # the paid answer was reused
+
+
+def test_rejected_credentials_stop_at_once(tmp_path):
+    from openai_server import FakeOpenAI as Server
+
+    fake = Server()
+    with fake.running():
+        client = LLMClient(LLMSettings(model="openai/gpt-4o-mini", api_base=fake.api_base, api_key_env="NOPE_KEY"),
+                           ResponseCache(tmp_path / "c.jsonl"), progress=False)
+        with pytest.raises(ProviderError, match="NOPE_KEY"):
+            asyncio.run(client.complete(requests_for(2)))
+
+
+def test_full_stage_never_writes_the_api_key(server, tiny, tmp_path, monkeypatch, caplog):
+    data, card = tiny
+    monkeypatch.setenv("TEST_PROVIDER_KEY", SECRET)
+    options = settings(server, api_key_env="TEST_PROVIDER_KEY")
+    stage = tmp_path / "stage"
+    run_text_step("profiles", data, card, stage, options)
+    run_text_step("intents", data, card, stage, options)
+    manifest = run_embeddings(data, stage, options)
+    assert {r["auth"] for r in server.requests} == {f"Bearer {SECRET}"}  # the key was used ...
+    for path in stage.rglob("*"):
+        assert SECRET.encode() not in path.read_bytes(), f"API key written to {path}"  # ... and never stored
+    assert SECRET not in caplog.text
+    assert manifest["settings"]["api_key_env"] == "TEST_PROVIDER_KEY"
+    with np.load(stage / "embeddings.npz") as npz:
+        assert npz["user_intent"].shape == (data.n_users, DIM) and npz["item_profile"].shape == (data.n_items, DIM)
+    assert manifest["prompt_versions"] == {"item_profile": 1, "user_profile": 1, "item_intent": 1, "user_intent": 1}
+
+
+def test_user_text_comes_from_training_ratings_only(tiny):
+    data, card = tiny
+    contexts = build_contexts(data, card)
+    with np.load(data.side_file("train_ratings.npz")) as npz:
+        rated = {(int(u), f"Movie {int(i)}") for u, i in zip(npz["user"], npz["item"])}
+    for user, context in enumerate(contexts.users):
+        mentioned = {entry.split(" (")[0] for entry in context["liked"] + context["disliked"]}
+        assert {(user, title) for title in mentioned} <= rated
+        for part in ("val", "test"):
+            held_out = {f"Movie {i}" for u, i in data.part(part) if u == user}
+            assert not held_out & mentioned
+
+
+def test_dataset_without_text_source_is_a_clear_error(tiny):
+    data, card = tiny
+    no_text = card.model_copy(update={"text": card.text.model_copy(update={"available": False,
+                                                                             "reason": "no titles"})})
+    with pytest.raises(TextUnavailable, match="no text source.*no titles"):
+        build_contexts(data, no_text)
+
+
+def test_prompt_templates_render_strictly():
+    from jinja2 import UndefinedError
+
+    for name in ("item_profile", "user_profile", "item_intent", "user_intent"):
+        assert load_prompt(name).version >= 1
+    with pytest.raises(UndefinedError):
+        load_prompt("user_intent").render({"liked": [], "disliked": []})  # profile missing
+
+
+def test_cache_ignores_a_torn_last_line(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    cache = ResponseCache(path)
+    cache.put({"key": "a", "value": 1})
+    with open(path, "a") as fh:
+        fh.write('{"key": "b", "val')  # a crash mid-write
+    cache = ResponseCache(path)
+    assert set(cache.records) == {"a"}
+    cache.put({"key": "c", "value": 3})
+    assert set(ResponseCache(path).records) == {"a", "c"}

@@ -1,0 +1,134 @@
+"""Every registered method on a tiny graph, the chunked translation loss, and IRLLRec's ablation switches."""
+
+import numpy as np
+import pytest
+import torch
+from helpers import clustered_interactions
+
+from recrepro.config import resolve_config
+from recrepro.inputs import KnowledgeGraph, TextEmbeddings
+from recrepro.nn import chunked_ssl_con_loss, ssl_con_loss
+from recrepro.registry import get_method, list_methods
+from recrepro.trainer import build_model, seed_everything
+
+PROFILE_DIM, INTENT_DIM = 24, 40
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return clustered_interactions(n_users=40, n_items=60, seed=1)
+
+
+def synthetic_extras(name, data, text_dir=None):
+    rng = np.random.default_rng(0)
+    if name == "text":
+        manifest = {"model": "synthetic", "embedding_model": "synthetic", "embedding_dim": PROFILE_DIM,
+                    "checksums": {"embeddings.npz": "0" * 64}}
+        return TextEmbeddings(user_profile=rng.normal(size=(data.n_users, PROFILE_DIM)).astype(np.float32),
+                              item_profile=rng.normal(size=(data.n_items, PROFILE_DIM)).astype(np.float32),
+                              user_intent=rng.normal(size=(data.n_users, INTENT_DIM)).astype(np.float32),
+                              item_intent=rng.normal(size=(data.n_items, INTENT_DIM)).astype(np.float32),
+                              manifest=manifest)
+    if name == "kg":
+        heads = rng.integers(0, data.n_items, 200)
+        tails = rng.integers(data.n_items, data.n_items + 20, 200)
+        triples = np.stack([heads, rng.integers(0, 3, 200), tails], 1)
+        return KnowledgeGraph(triples=triples, relations=np.array(["a", "b", "c"]), n_entities=data.n_items + 20,
+                              source="synthetic")
+    raise KeyError(name)
+
+
+def cases():
+    return [pytest.param(name, preset, id=f"{name}-{preset}") for name in list_methods()
+            for preset in ["faithful", *get_method(name).presets]]
+
+
+def batch(data, size=64):
+    index = torch.from_numpy(np.random.default_rng(0).choice(len(data.train), size, replace=False))
+    users = torch.from_numpy(data.train[:, 0])[index]
+    pos = torch.from_numpy(data.train[:, 1])[index]
+    neg = torch.from_numpy(np.random.default_rng(1).integers(0, data.n_items, size))
+    return users, pos, neg
+
+
+def make(method, toy, preset="faithful", **model):
+    seed_everything(0)
+    config = resolve_config(method, "toy", preset=preset, overrides={"model": model})
+    return build_model(config, toy, torch.device("cpu"), synthetic_extras)
+
+
+def teacher_parameters(model):
+    teacher = getattr(model, "teacher", None)
+    return {id(p) for p in teacher.parameters()} if teacher is not None else set()
+
+
+@pytest.mark.parametrize("method, preset", cases())
+def test_every_method_trains_on_a_tiny_graph(method, preset, toy):
+    model = make(method, toy, preset)
+    model.eval()
+    with torch.no_grad():
+        users_emb, items_emb = model.embeddings()
+    assert users_emb.shape[0] == toy.n_users and items_emb.shape[0] == toy.n_items
+    assert users_emb.shape[1] == items_emb.shape[1]
+
+    model.train()
+    users, pos, neg = batch(toy)
+    torch.manual_seed(1)
+    terms = model.loss(users, pos, neg)
+    assert torch.isfinite(terms["loss"]) and all(torch.isfinite(v) for v in terms.values())
+    assert terms["loss"].item() == pytest.approx(sum(v.item() for k, v in terms.items() if k != "loss"), rel=1e-5)
+    terms["loss"].backward()
+    frozen = teacher_parameters(model)
+    for name, param in model.named_parameters():
+        if id(param) in frozen:
+            assert param.grad is None, f"the momentum teacher got a gradient ({name})"
+        else:
+            assert param.grad is not None and torch.isfinite(param.grad).all(), f"{name} got no gradient"
+            assert param.grad.abs().sum() > 0, f"{name} got a zero gradient"
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimizer.step()
+    torch.manual_seed(1)
+    assert model.loss(users, pos, neg)["loss"] < terms["loss"]
+
+
+def test_chunked_translation_loss_equals_the_dense_one_in_value_and_gradient():
+    torch.manual_seed(0)
+    x = torch.randn(300, 16, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(300, 16, dtype=torch.float64, requires_grad=True)
+    noise = torch.randn(300, 16, dtype=torch.float64)
+    dense = ssl_con_loss(x * (1 + noise), y, 1.0)
+    dense_grads = torch.autograd.grad(dense, (x, y))
+    chunked = chunked_ssl_con_loss(x * (1 + noise), y, 1.0, chunk_size=64)
+    chunked_grads = torch.autograd.grad(chunked, (x, y))
+    assert chunked.item() == pytest.approx(dense.item(), rel=1e-12)
+    for got, expected in zip(chunked_grads, dense_grads):
+        assert torch.allclose(got, expected, rtol=1e-10, atol=1e-14)
+
+
+def irllrec_terms(toy, preset="paper", **switches):
+    model = make("lightgcn-irllrec", toy, preset, **switches)
+    model.train()
+    torch.manual_seed(5)
+    return {k: v.item() for k, v in model.loss(*batch(toy)).items()}
+
+
+@pytest.mark.parametrize("switch, removed", [("intent_alignment", "kd_int"), ("translation_alignment", "translation"),
+                                             ("interaction_text_matching", "itm")])
+def test_each_irllrec_ablation_switch_removes_its_term(toy, switch, removed):
+    full = irllrec_terms(toy)
+    ablated = irllrec_terms(toy, **{switch: False})
+    assert removed in full and full[removed] != 0
+    assert removed not in ablated
+    config = resolve_config("lightgcn-irllrec", "toy", preset="paper")
+    expected = dict(full)
+    expected.pop(removed)
+    if removed == "translation":  # the matching term loses its translation share too
+        expected["itm"] -= config.model["itm_weight"] * 0.4 * full["translation"]
+    expected["loss"] = sum(v for k, v in expected.items() if k != "loss")
+    assert ablated == pytest.approx(expected, rel=1e-6, abs=1e-12)
+
+
+def test_faithful_irllrec_terms_are_practically_inactive(toy):
+    faithful = irllrec_terms(toy, preset="faithful")
+    assert faithful["translation"] < 1e-5 * faithful["loss"] and faithful["itm"] < 1e-5 * faithful["loss"]

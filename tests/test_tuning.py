@@ -1,0 +1,144 @@
+"""Tuning: valid search spaces containing the reference values, resumable studies, parallel workers, zombies."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from helpers import clustered_interactions, write_card
+
+from recrepro.config import resolve_config
+from recrepro.data.canonical import FORMAT_VERSION, write_interactions
+from recrepro.data.fetch import sha256_file
+from recrepro.registry import get_method, list_methods
+from recrepro.tuning import (TuningSettings, create_study, export_best, open_storage, read_best, run_worker,
+                             sample_overrides, study_name, worker_share, write_best)
+
+FAST = {"train": {"max_epochs": 4, "batch_size": 256, "test_step": 1}}
+
+
+class Recorder:
+    """A stand-in trial that records every distribution a search space asks for."""
+
+    def __init__(self):
+        self.distributions = {}
+
+    def suggest_float(self, name, low, high, *, log=False, step=None):
+        self.distributions[name] = optuna.distributions.FloatDistribution(low, high, log=log, step=step)
+        return low
+
+    def suggest_int(self, name, low, high, *, log=False, step=1):
+        self.distributions[name] = optuna.distributions.IntDistribution(low, high, log=log, step=step)
+        return low
+
+    def suggest_categorical(self, name, choices):
+        self.distributions[name] = optuna.distributions.CategoricalDistribution(choices)
+        return choices[0]
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_search_space_samples_valid_configurations(method):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(15):
+        trial = study.ask()
+        config = resolve_config(method, "toy", overrides=sample_overrides(method, trial))
+        assert config.model and config.train.lr > 0
+        study.tell(trial, 0.0)
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_reference_values_lie_inside_the_search_space(method):
+    recorder = Recorder()
+    keys = get_method(method).search_space(recorder)
+    name_of = {key: name for key, name in zip(keys, recorder.distributions)}
+    for dataset in [*get_method(method).reference, "some-new-dataset"]:
+        faithful = resolve_config(method, dataset)
+        params = {}
+        for key, name in name_of.items():
+            section, _, field = key.partition(".")
+            value = getattr(faithful.train, field) if section == "train" else faithful.model[field]
+            distribution = recorder.distributions[name]
+            assert distribution._contains(distribution.to_internal_repr(value)), f"{dataset}: {key}={value} outside"
+            params[name] = value
+        fixed = resolve_config(method, dataset, overrides=sample_overrides(method, optuna.trial.FixedTrial(params)))
+        assert fixed.model == faithful.model and fixed.train == faithful.train
+
+
+def test_budget_is_split_exactly_between_workers():
+    assert [worker_share(10, 3, w) for w in range(3)] == [4, 3, 3]
+    assert sum(worker_share(7, 4, w) for w in range(4)) == 7
+
+
+@pytest.fixture
+def toy():
+    return clustered_interactions(n_users=30, n_items=50, seed=2)
+
+
+def test_resumed_study_continues_rather_than_restarts(toy, tmp_path):
+    settings = TuningSettings(trials=2, seed=3)
+    create_study("lgcn", "toy", settings, tmp_path)
+    first = run_worker("lgcn", "lightgcn", "toy", toy, settings, tmp_path, 0, 1, base_overrides=FAST)
+    assert first["trials"] == [0, 1]
+    assert (tmp_path / "sampler-0.pkl").is_file()
+    again = run_worker("lgcn", "lightgcn", "toy", toy, settings, tmp_path, 0, 1, base_overrides=FAST)
+    assert again["trials"] == [0, 1]  # budget already spent: nothing new
+    more = TuningSettings(trials=4, seed=3)
+    resumed = run_worker("lgcn", "lightgcn", "toy", toy, more, tmp_path, 0, 1, base_overrides=FAST)
+    assert resumed["trials"] == [0, 1, 2, 3]
+    summary = export_best("lgcn", "toy", "lightgcn", more, tmp_path, base_overrides=FAST)
+    write_best(tmp_path / "best.yaml", summary)
+    overrides = read_best(tmp_path / "best.yaml")
+    assert overrides["train"]["max_epochs"] == 4 and "layers" in overrides["model"]
+    assert summary["trials"]["complete"] + summary["trials"]["pruned"] == 4
+
+
+def test_trials_left_running_by_a_killed_worker_are_failed_on_restart(toy, tmp_path):
+    settings = TuningSettings(trials=1)
+    study = create_study("lgcn", "toy", settings, tmp_path)
+    zombie = study.ask()
+    zombie.set_user_attr("worker", 0)
+    other = study.ask()  # another worker's trial in progress: must be left alone
+    other.set_user_attr("worker", 1)
+    summary = run_worker("lgcn", "lightgcn", "toy", toy, settings, tmp_path, 0, 2, base_overrides=FAST)
+    states = {t.number: t.state for t in optuna.load_study(study_name=study_name("lgcn", "toy"),
+                                                            storage=open_storage("", tmp_path)).trials}
+    assert summary["failed_stale"] == [zombie.number]
+    assert states[zombie.number] == optuna.trial.TrialState.FAIL
+    assert states[other.number] == optuna.trial.TrialState.RUNNING
+
+
+def test_sqlite_storage_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="SQLite storage is unsafe"):
+        open_storage(f"sqlite:///{tmp_path}/x.db", tmp_path)
+
+
+def write_canonical(data, folder: Path) -> None:
+    folder.mkdir(parents=True)
+    write_interactions(folder / "interactions.npz", data)
+    (folder / "meta.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "name": data.name,
+                                                  "stats": data.stats().model_dump(), "side_files": {},
+                                                  "interactions_sha256": sha256_file(folder / "interactions.npz")}))
+
+
+def test_two_local_workers_share_a_journal_study(toy, tmp_path, monkeypatch):
+    toy.name = "toy"
+    write_card(tmp_path / "cards", toy, {"trn_mat.pkl": "0" * 64}, "http://x.invalid")
+    monkeypatch.setenv("RECREPRO_CARDS", str(tmp_path / "cards"))
+    write_canonical(toy, tmp_path / "data")
+    study_dir = tmp_path / "study"
+    settings = TuningSettings(trials=4)
+    create_study("lgcn", "toy", settings, study_dir)
+    base = [sys.executable, "-m", "recrepro", "tune", "worker", "--variant", "lgcn", "--method", "lightgcn",
+            "--dataset", "toy", "--trials", "4", "--workers", "2", "--study-dir", str(study_dir),
+            "--data", str(tmp_path / "data"), "--set", "train.max_epochs=3", "--set", "train.batch_size=256"]
+    workers = [subprocess.Popen(base + ["--worker", str(i), "--out", str(tmp_path / f"w{i}.json")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    study = optuna.load_study(study_name=study_name("lgcn", "toy"), storage=open_storage("", study_dir))
+    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert len(finished) == 4 and len({t.number for t in study.trials}) == len(study.trials)
+    assert sorted(t.user_attrs["worker"] for t in finished) == [0, 0, 1, 1]
+    assert all(json.loads((tmp_path / f"w{i}.json").read_text())["worker"] == i for i in range(2))
