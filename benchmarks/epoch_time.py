@@ -19,21 +19,43 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 
 
-def measure(method: str, dataset: str, epochs: int, device: str, overrides: list[str]) -> dict:
+def synthetic_text(data, profile_dim: int, intent_dim: int):
+    """Random stand-ins for the LLM stage's embeddings, at the reference's dimensions (timing only)."""
+    import numpy as np
+
+    from recrepro.inputs import TextEmbeddings
+
+    rng = np.random.default_rng(0)
+    arrays = {f"{kind}_{what}": rng.standard_normal((n, dim), dtype=np.float32)
+              for kind, n in (("user", data.n_users), ("item", data.n_items))
+              for what, dim in (("profile", profile_dim), ("intent", intent_dim))}
+    manifest = {"model": "synthetic (random)", "embedding_model": "synthetic (random)", "embedding_dim": profile_dim,
+                "checksums": {"embeddings.npz": "-" * 12}}
+    return TextEmbeddings(**arrays, manifest=manifest)
+
+
+def measure(method: str, dataset: str, epochs: int, device: str, overrides: list[str],
+            text_dims: tuple[int, int] | None) -> dict:
     """Train ``epochs`` epochs (validating only at epoch 0) in this process; returns timing and memory."""
+    from functools import partial
+
     import recrepro  # noqa: F401
     from recrepro.config import parse_overrides, resolve_config
     from recrepro.data.canonical import load_canonical
     from recrepro.data.cards import load_card
     from recrepro.inputs import load_extra
-    from recrepro.paths import canonical_dir
+    from recrepro.paths import canonical_dir, resources_dir
     from recrepro.trainer import train_run
 
     sections = parse_overrides(overrides)
     sections["train"].update(max_epochs=epochs, test_step=10**9, patience=10**9)
     config = resolve_config(method, dataset, device=device, overrides=sections)
     data = load_canonical(canonical_dir(dataset), load_card(dataset))
-    record = train_run(config, data, extras_loader=load_extra, evaluate_test=False, progress=False).record
+    loader = partial(load_extra, text_dir=resources_dir() / "llm" / dataset)
+    if text_dims:
+        text = synthetic_text(data, *text_dims)
+        loader = partial(lambda name, d, real: text if name == "text" else real(name, d), real=loader)
+    record = train_run(config, data, extras_loader=loader, evaluate_test=False, progress=False).record
     return {key: record[key] for key in ("seconds_per_epoch", "seconds_per_validation", "peak_rss_mb",
                                           "n_parameters", "device") if key in record} | {
         "peak_cuda_mb": record.get("peak_cuda_mb")}
@@ -46,12 +68,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", action="append", default=[], help="override, applied to every method")
-    parser.add_argument("--json", type=Path, help="also write the measurements here")
+    parser.add_argument("--synthetic-text", metavar="PROFILE_DIM,INTENT_DIM",
+                        help="use random text embeddings of these sizes (e.g. 1536,3072, the reference's) instead of "
+                             "the LLM stage's outputs; for timing only")
+    parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    text_dims = tuple(int(x) for x in args.synthetic_text.split(",")) if args.synthetic_text else None
     if args.child:
-        print(json.dumps(measure(args.child, args.dataset, args.epochs, args.device, args.set)))
+        print(json.dumps(measure(args.child, args.dataset, args.epochs, args.device, args.set, text_dims)))
         return
 
     reference = yaml.safe_load((REPO / "config" / "reference_numbers.yaml").read_text())
@@ -59,24 +85,29 @@ def main() -> None:
     for method in args.methods:
         cmd = [sys.executable, __file__, "--child", method, "--dataset", args.dataset, "--epochs", str(args.epochs),
                "--device", args.device] + [f"--set={item}" for item in args.set]
+        if args.synthetic_text:
+            cmd += ["--synthetic-text", args.synthetic_text]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             sys.exit(f"{method} failed:\n{proc.stderr[-3000:]}")
         rows[method] = json.loads(proc.stdout.strip().splitlines()[-1])
 
-    print(f"dataset {args.dataset}, {args.epochs} epochs, device {args.device}\n")
-    print("| method | s/epoch (train) | s/validation | peak RSS (MB) | peak CUDA (MB) | reference s/epoch | "
-          "speed-up | reference peak (MB) |")
-    print("|---|---|---|---|---|---|---|---|")
+    text = f", random text embeddings of {args.synthetic_text} dimensions" if args.synthetic_text else ""
+    lines = [f"Epoch time and peak memory: dataset {args.dataset}, {args.epochs} epochs, device {args.device}{text}.",
+             f"Command: `python benchmarks/epoch_time.py {' '.join(sys.argv[1:])}`", "",
+             "| method | s/epoch (train) | s/validation | peak RSS (MB) | peak CUDA (MB) | reference s/epoch | "
+             "speed-up | reference peak RSS (MB) |", "|---|---|---|---|---|---|---|---|"]
     for method, row in rows.items():
         ref = reference.get(method, {}).get(args.dataset, {})
         ref_time, ref_mem = ref.get("seconds_per_epoch"), ref.get("peak_rss_mb")
         speedup = f"{ref_time / row['seconds_per_epoch']:.1f}x" if ref_time else "–"
         cuda = f"{row['peak_cuda_mb']:.0f}" if row.get("peak_cuda_mb") else "–"
-        print(f"| {method} | {row['seconds_per_epoch']:.3f} | {row['seconds_per_validation']:.3f} | "
-              f"{row['peak_rss_mb']:.0f} | {cuda} | {ref_time or '–'} | {speedup} | {ref_mem or '–'} |")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+        lines.append(f"| {method} | {row['seconds_per_epoch']:.3f} | {row['seconds_per_validation']:.3f} | "
+                     f"{row['peak_rss_mb']:.0f} | {cuda} | {ref_time or '–'} | {speedup} | {ref_mem or '–'} |")
+    print("\n".join(lines))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from methods.dccf import DCCF_REFERENCE, DCCFParams, build_dccf_encoder, dccf_search_space
-from methods.lightgcn import LightGCNEncoder, LightGCNParams, lightgcn_search_space
+from methods.lightgcn import LightGCNParams, build_lightgcn_encoder, lightgcn_search_space
 from recrepro.method import Encoded, GraphEncoderMethod, MethodParams
 from recrepro.nn import (Projector, TextAlignment, chunked_ssl_con_loss, intent_aware, text_tensors,
                          weighted_propagate)
@@ -162,9 +162,7 @@ class LightGCNIRLLRec(_IntentRepresentation):
         self.user_prototypes = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(d, k)))
         self.item_prototypes = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(d, k)))
 
-    def build_encoder(self) -> LightGCNEncoder:
-        p = self.params
-        return LightGCNEncoder(self.inputs.graph, p.embedding_size, p.layers, p.keep_rate)
+    build_encoder = build_lightgcn_encoder
 
     def intent_representation(self, encoded: Encoded) -> torch.Tensor:
         graph = self.inputs.graph

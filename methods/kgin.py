@@ -29,7 +29,7 @@ from pydantic import Field
 from torch import nn
 
 from recrepro.method import Method, MethodParams
-from recrepro.nn import bpr_loss
+from recrepro.nn import bpr_loss, l2_normalize
 from recrepro.registry import register_method
 
 
@@ -150,7 +150,7 @@ class KGIN(Method):
             if self.training and p.mess_dropout_rate > 0:
                 entity_agg = F.dropout(entity_agg, p.mess_dropout_rate)
                 user_agg = F.dropout(user_agg, p.mess_dropout_rate)
-            entities, users = F.normalize(entity_agg), F.normalize(user_agg)
+            entities, users = l2_normalize(entity_agg), l2_normalize(user_agg)
             entity_sum, user_sum = entity_sum + entities, user_sum + users
         return user_sum, entity_sum
 

@@ -62,15 +62,17 @@ def lightgcn_search_space(trial) -> dict:
     }
 
 
+def build_lightgcn_encoder(method: GraphEncoderMethod) -> LightGCNEncoder:
+    """The LightGCN encoder of a method whose parameters extend :class:`LightGCNParams`."""
+    p = method.params
+    return LightGCNEncoder(method.inputs.graph, p.embedding_size, p.layers, p.keep_rate)
+
+
 @register_method("lightgcn")
 class LightGCN(GraphEncoderMethod):
     """LightGCN: linear graph propagation of ID embeddings, BPR loss."""
 
     Params = LightGCNParams
     reference = {name: {"layers": 3} for name in ("amazon", "yelp", "movie")} | {"steam": {"layers": 2}}
-
-    def build_encoder(self) -> LightGCNEncoder:
-        p = self.params
-        return LightGCNEncoder(self.inputs.graph, p.embedding_size, p.layers, p.keep_rate)
-
+    build_encoder = build_lightgcn_encoder
     search_space = staticmethod(lightgcn_search_space)

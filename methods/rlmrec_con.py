@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from methods.dccf import DCCF_REFERENCE, DCCFParams, build_dccf_encoder, dccf_search_space
-from methods.lightgcn import LightGCNEncoder, LightGCNParams, lightgcn_search_space
+from methods.lightgcn import LightGCNParams, build_lightgcn_encoder, lightgcn_search_space
 from recrepro.method import GraphEncoderMethod
 from recrepro.nn import TextAlignment, text_tensors
 from recrepro.registry import register_method
@@ -51,9 +51,7 @@ class LightGCNRLMRecCon(_ProfileAligned):
     reference = {"amazon": {}, "yelp": {}, "steam": {"reg_weight": 1e-8, "kd_weight": 1e-3, "kd_temperature": 0.1},
                  "movie": {"reg_weight": 1e-6, "kd_weight": 1e-3, "kd_temperature": 0.2}}
 
-    def build_encoder(self) -> LightGCNEncoder:
-        p = self.params
-        return LightGCNEncoder(self.inputs.graph, p.embedding_size, p.layers, p.keep_rate)
+    build_encoder = build_lightgcn_encoder
 
     @staticmethod
     def search_space(trial) -> dict:

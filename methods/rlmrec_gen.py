@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from methods.dccf import DCCF_REFERENCE, DCCFParams, build_dccf_encoder, dccf_search_space
-from methods.lightgcn import LightGCNEncoder, LightGCNParams, lightgcn_search_space
+from methods.lightgcn import LightGCNParams, build_lightgcn_encoder, lightgcn_search_space
 from recrepro.method import GraphEncoderMethod
 from recrepro.nn import Projector, ssl_con_loss, text_tensors
 from recrepro.registry import register_method
@@ -74,9 +74,7 @@ class LightGCNRLMRecGen(_ProfileReconstructed):
         "movie": {"layers": 3, "reg_weight": 1e-6, "mask_ratio": 0.15, "recon_weight": 0.05, "re_temperature": 0.2},
     }
 
-    def build_encoder(self) -> LightGCNEncoder:
-        p = self.params
-        return LightGCNEncoder(self.inputs.graph, p.embedding_size, p.layers, p.keep_rate)
+    build_encoder = build_lightgcn_encoder
 
     @staticmethod
     def search_space(trial) -> dict:

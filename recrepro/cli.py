@@ -26,14 +26,30 @@ from recrepro import paths
 log = logging.getLogger("recrepro")
 
 
-def _cmd_fetch(args: argparse.Namespace) -> None:
+def _dataset(args: argparse.Namespace):
+    """(card, canonical data) of ``args.dataset``, from ``args.data`` or the default folder."""
+    from recrepro.data.canonical import load_canonical
     from recrepro.data.cards import load_card
-    from recrepro.data.fetch import fetch_dataset
 
     card = load_card(args.dataset)
-    dest = Path(args.dest or paths.raw_dir(card.name))
-    verified = fetch_dataset(card, dest, mirror=args.mirror, retries=args.retries)
-    manifest = {path.name: spec.sha256 for path, spec in zip(verified, card.files)}
+    return card, load_canonical(Path(args.data or paths.canonical_dir(args.dataset)), card)
+
+
+def _text_dir(args: argparse.Namespace) -> Path:
+    return Path(args.text) if args.text else paths.resources_dir() / "llm" / args.dataset
+
+
+def _cmd_fetch(args: argparse.Namespace) -> None:
+    from recrepro.data.cards import load_card
+    from recrepro.data.fetch import fetch_file
+
+    card = load_card(args.dataset)
+    files = card.text.files if args.text else card.files
+    if args.text and not files:
+        raise ValueError(f"{card.name} has no text source to fetch ({card.text.reason.strip()})")
+    dest = Path(args.dest or (paths.raw_dir(card.name) / "text" if args.text else paths.raw_dir(card.name)))
+    verified = [fetch_file(spec, dest, card.name, mirror=args.mirror, retries=args.retries) for spec in files]
+    manifest = {path.name: spec.sha256 for path, spec in zip(verified, files)}
     (dest / "verified.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"verified {len(verified)} file(s) of {card.name} in {dest}")
 
@@ -49,28 +65,26 @@ def _cmd_prepare(args: argparse.Namespace) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from recrepro.config import parse_overrides, resolve_config
-    from recrepro.data.canonical import load_canonical
-    from recrepro.data.cards import load_card
     from recrepro.inputs import load_extra
     from recrepro.results import write_run
     from recrepro.trainer import train_run
 
-    overrides = parse_overrides(args.set)
+    overrides, tuning = parse_overrides(args.set), None
     if args.params:
-        from recrepro.tuning import merge_overrides, read_best
+        from recrepro.tuning import merge_overrides, read_best_summary
 
-        overrides = merge_overrides(read_best(Path(args.params)), overrides)
+        tuning = read_best_summary(Path(args.params))
+        overrides = merge_overrides(tuning.pop("overrides"), overrides)
     config = resolve_config(args.method, args.dataset, seed=args.seed, device=args.device, preset=args.preset,
                             overrides=overrides)
-    data = load_canonical(Path(args.data or paths.canonical_dir(args.dataset)), load_card(args.dataset))
+    _, data = _dataset(args)
     for deviation in config.deviations:
         log.info("deviation: %s", deviation)
     out = Path(args.out or f"results/runs/{args.dataset}/{args.variant or args.method}/seed{args.seed}.json")
     checkpoint = out.with_suffix(".ckpt") if args.resume else None
-    text_dir = Path(args.text) if args.text else paths.resources_dir() / "llm" / args.dataset
-    outcome = train_run(config, data, checkpoint=checkpoint, extras_loader=partial(load_extra, text_dir=text_dir))
+    outcome = train_run(config, data, checkpoint=checkpoint, extras_loader=partial(load_extra, text_dir=_text_dir(args)))
     outcome.record["variant"] = args.variant or args.method
-    outcome.record["tuned_params"] = args.params
+    outcome.record["tuning"] = tuning and {"file": args.params, **tuning}
     write_run(outcome, out)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
@@ -90,43 +104,37 @@ def _llm_options(args: argparse.Namespace) -> tuple:
 
 
 def _cmd_llm(args: argparse.Namespace) -> None:
-    from recrepro.data.canonical import load_canonical
-    from recrepro.data.cards import load_card
     from recrepro.llm.stage import run_embeddings, run_text_step
 
-    card = load_card(args.dataset)
-    data = load_canonical(Path(args.data or paths.canonical_dir(args.dataset)), card)
+    card, data = _dataset(args)
     out = Path(args.out or paths.resources_dir() / "llm" / args.dataset)
+    raw_text = Path(args.raw_text or paths.raw_dir(args.dataset) / "text")
     settings, max_failure_fraction, use_shipped_cache = _llm_options(args)
     if args.step == "embeddings":
-        manifest = run_embeddings(data, out, settings)
+        manifest = run_embeddings(data, out, settings, card=card, raw_text_dir=raw_text)
         print(f"wrote embeddings ({manifest['embedding_dim']}-d) and manifest to {out}")
     else:
         report = run_text_step(args.step, data, card, out, settings, max_failure_fraction=max_failure_fraction,
-                               use_shipped_cache=use_shipped_cache)
+                               use_shipped_cache=use_shipped_cache, raw_text_dir=raw_text)
         usage = report["usage"]
-        print(f"{args.step}: {report['entities']} entities, {usage['calls']} calls, {usage['cached']} cached, "
-              f"{report['failed']} failed, ${usage['cost_usd']:.4f}")
+        print(f"{args.step}: {report['entities']} entities, {usage['calls']} calls, {usage.get('cached', 0)} cached, "
+              f"{report['failed']} failed, ${usage.get('cost_usd', 0.0):.4f}")
 
 
 def _cmd_llm_export(args: argparse.Namespace) -> None:
-    from recrepro.data.canonical import load_canonical
-    from recrepro.data.cards import load_card
     from recrepro.data.fetch import sha256_file
     from recrepro.llm.stage import export_responses
 
-    card = load_card(args.dataset)
-    data = load_canonical(Path(args.data or paths.canonical_dir(args.dataset)), card)
+    card, data = _dataset(args)
     settings, _, _ = _llm_options(args)
-    count = export_responses(data, card, Path(args.stage), settings, args.out)
+    raw_text = paths.raw_dir(args.dataset) / "text"
+    count = export_responses(data, card, Path(args.stage), settings, args.out, raw_text_dir=raw_text)
     print(f"exported {count} responses to {args.out}; sha256 {sha256_file(args.out)} (model {settings.model})")
 
 
 def _cmd_tune(args: argparse.Namespace) -> None:
     from recrepro import tuning
     from recrepro.config import parse_overrides
-    from recrepro.data.canonical import load_canonical
-    from recrepro.data.cards import load_card
     from recrepro.inputs import load_extra
 
     settings = tuning.TuningSettings(trials=args.trials, timeout_s=args.timeout, seed=args.seed,
@@ -138,12 +146,11 @@ def _cmd_tune(args: argparse.Namespace) -> None:
         tuning.write_json(Path(args.out), {"study": study.study_name, "budget": {"trials": settings.trials,
                                                                                   "timeout_s": settings.timeout_s}})
     elif args.step == "worker":
-        data = load_canonical(Path(args.data or paths.canonical_dir(args.dataset)), load_card(args.dataset))
-        text_dir = Path(args.text) if args.text else paths.resources_dir() / "llm" / args.dataset
+        _, data = _dataset(args)
         trial_overrides = tuning.merge_overrides(base, {"train": {"max_epochs": args.max_epochs}} if args.max_epochs else {})
         summary = tuning.run_worker(args.variant, args.method, args.dataset, data, settings, study_dir, args.worker,
                                     args.workers, base_overrides=trial_overrides, preset=args.preset,
-                                    device=args.device, extras_loader=partial(load_extra, text_dir=text_dir))
+                                    device=args.device, extras_loader=partial(load_extra, text_dir=_text_dir(args)))
         tuning.write_json(Path(args.out), summary)
     else:
         summary = tuning.export_best(args.variant, args.dataset, args.method, settings, study_dir, base_overrides=base,
@@ -206,6 +213,8 @@ def _cmd_regression(args: argparse.Namespace) -> None:
     print(report)
     if not ok:
         raise RuntimeError("metrics drifted beyond tolerance (see above)")
+    if args.out:
+        _write(args.out, f"# Regression check\n\n{report}\n")
 
 
 def _write(path: Path, text: str) -> None:
@@ -238,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror", help="local folder or URL prefix holding <dataset>/<file> (offline use)")
     p.add_argument("--dest", help="raw folder (default resources/raw/<dataset>)")
     p.add_argument("--retries", type=int, default=3)
+    p.add_argument("--text", action="store_true", help="fetch the dataset's released text source instead")
     p.set_defaults(func=_cmd_fetch)
 
     p = sub.add_parser("prepare", help="convert verified raw files into the canonical format")
@@ -291,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="stage folder (default resources/llm/<dataset>)")
     p.add_argument("--settings", help="JSON object of LLM settings (the workflow's `llm` config block)")
     p.add_argument("--model", help="LiteLLM model string, e.g. openai/gpt-4o-mini (overrides --settings)")
+    p.add_argument("--raw-text", help="folder of a released text source (default resources/raw/<dataset>/text)")
     p.set_defaults(func=_cmd_llm)
 
     p = sub.add_parser("llm-export", help="write the responses behind a stage's outputs as a shippable cache")
@@ -336,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", type=Path, help="run records (JSON)")
     p.add_argument("--expected", type=Path, required=True, help="expected metrics (JSON)")
     p.add_argument("--tolerance", type=float, default=0.002, help="absolute tolerance written by update")
+    p.add_argument("--out", type=Path, help="with check: markdown report written when the check passes")
     p.set_defaults(func=_cmd_regression)
 
     p = sub.add_parser("list", help="list datasets and methods")

@@ -46,6 +46,10 @@ def compare(records: list[dict], reference: dict, tolerance: float) -> tuple[str
             ours = sum(r["seconds_per_epoch"] for r in runs) / len(runs)
             rows.append([variant, dataset, "s/epoch", f"{entry['seconds_per_epoch']:.2f}", f"{ours:.2f}",
                          f"{entry['seconds_per_epoch'] / ours:.1f}x faster", ""])
+    if not rows:
+        pairs = ", ".join(sorted(f"{variant} on {dataset}" for variant, dataset in groups))
+        return (f"# Reference vs ours\n\nNo numbers measured with the reference code exist for these runs ({pairs}); "
+                "the available ones are listed in config/reference_numbers.yaml.\n", True)
     table = tabulate(rows, headers=["Method", "Dataset", "Metric", "Reference", "Ours", "Difference",
                                     f"Within {tolerance:.0%}"], tablefmt="github", disable_numparse=True)
     seeds = sorted({r["seed"] for r in records})

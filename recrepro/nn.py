@@ -21,15 +21,54 @@ def l2_all_parameters(module: nn.Module) -> torch.Tensor:
 
 
 def _normalize_eps(x: torch.Tensor) -> torch.Tensor:
-    return x / torch.sqrt(1e-8 + x.square().sum(-1, keepdim=True))
+    """x / sqrt(|x|^2 + 1e-8), row-wise (the reference's normalisation in its InfoNCE)."""
+    return x * torch.rsqrt(1e-8 + x.square().sum(-1, keepdim=True))
 
 
-def info_nce(anchor: torch.Tensor, positive: torch.Tensor, candidates: torch.Tensor,
-             temperature: float) -> torch.Tensor:
+def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Row-wise x / max(|x|, eps), as ``F.normalize``, with a cheaper backward pass (multiply by rsqrt)."""
+    return x * torch.rsqrt(x.square().sum(-1, keepdim=True).clamp_min(eps * eps))
+
+
+class _CosineLogSumExp(torch.autograd.Function):
+    """sum_b log sum_c m_c exp(<a_b, c_c> / t) for unit vectors a, c and candidate multiplicities m, with one
+    B x C buffer.
+
+    Cosines are at most 1, so exp((s - 1) / t) never overflows and the sum needs no row maximum; the softmax
+    kept for the backward pass is that same buffer, normalised in place.
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, c: torch.Tensor, log_counts: torch.Tensor | None, temperature: float):
+        weights = (a / temperature) @ c.T
+        weights.sub_(1 / temperature)
+        if log_counts is not None:
+            weights.add_(log_counts)
+        weights.exp_()
+        totals = weights.sum(1)
+        weights.div_(totals.unsqueeze(1))  # softmax over the candidates
+        ctx.save_for_backward(a, c, weights)
+        ctx.temperature = temperature
+        return (totals.log() + 1 / temperature).sum()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        a, c, weights = ctx.saved_tensors
+        scaled = weights.mul_(grad / ctx.temperature)  # in place: the buffer is not needed after this
+        return scaled @ c, scaled.T @ a, None, None
+
+
+def info_nce(anchor: torch.Tensor, positive: torch.Tensor, candidates: torch.Tensor, temperature: float,
+             counts: torch.Tensor | None = None) -> torch.Tensor:
     """The reference's ``cal_infonce_loss``: sum over rows of -cos(a, p)/t + log sum_c exp(cos(a, c)/t), with
-    L2 normalisation by sqrt(|x|^2 + 1e-8); the positive must be among the candidates. Returns a **sum**."""
+    L2 normalisation by sqrt(|x|^2 + 1e-8); the positive must be among the candidates. Returns a **sum**.
+
+    ``counts`` gives each candidate's multiplicity: a candidate set with repeated rows (the reference's in-batch
+    item candidates) can be passed once per distinct row, with the same value and gradient.
+    """
     a, p, c = _normalize_eps(anchor), _normalize_eps(positive), _normalize_eps(candidates)
-    return (-(a * p).sum(-1) / temperature + torch.logsumexp(a @ c.T / temperature, dim=-1)).sum()
+    log_counts = torch.log(counts.to(a.dtype)) if counts is not None else None
+    return -(a * p).sum() / temperature + _CosineLogSumExp.apply(a, c, log_counts, temperature)
 
 
 def ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -113,8 +152,8 @@ class TextAlignment(nn.Module):
                   + NCE(h_i-, f(t_i-), f(batch t_i-))], with one projector f shared by users and items.
 
     As in the reference, user negatives are all users and item negatives are the batch's items of the same
-    role (duplicates included). Items are projected only for the batch rows that are used, which gives the
-    reference's values and gradients without projecting every item at every step.
+    role (duplicates included). Only the batch's distinct items are projected and scored, weighted by their
+    multiplicity, which gives the reference's values and gradients without projecting every item at every step.
     """
 
     def __init__(self, user_text: torch.Tensor, item_text: torch.Tensor, out_dim: int, weight: float,
@@ -128,14 +167,18 @@ class TextAlignment(nn.Module):
     def project_users(self) -> torch.Tensor:
         return self.projector(self.user_text)
 
+    def _in_batch(self, item_emb: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """NCE of the batch's items against the batch's projected texts of the same role, duplicates included:
+        each distinct item is projected and scored once, weighted by its multiplicity."""
+        distinct, inverse, counts = torch.unique(items, return_inverse=True, return_counts=True)
+        projected = self.projector(self.item_text[distinct])
+        return info_nce(item_emb[items], projected[inverse], projected, self.temperature, counts)
+
     def forward(self, user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
                 neg: torch.Tensor) -> torch.Tensor:
-        t = self.temperature
         projected_users = self.project_users()
-        projected_pos, projected_neg = self.projector(self.item_text[pos]), self.projector(self.item_text[neg])
-        total = (info_nce(user_emb[users], projected_users[users], projected_users, t)
-                 + info_nce(item_emb[pos], projected_pos, projected_pos, t)
-                 + info_nce(item_emb[neg], projected_neg, projected_neg, t))
+        total = (info_nce(user_emb[users], projected_users[users], projected_users, self.temperature)
+                 + self._in_batch(item_emb, pos) + self._in_batch(item_emb, neg))
         return self.weight * total / len(users)
 
 

@@ -110,6 +110,31 @@ class _Checkpoint:
         tmp.replace(self.path)
 
 
+def _train_epoch(model: Method, optimizer: torch.optim.Optimizer, sampler: NegativeSampler, rng: np.random.Generator,
+                 tp, device: torch.device, where: str) -> dict[str, float]:
+    """One shuffled pass over the training pairs with fresh negatives; returns the mean of each loss term."""
+    model.train()
+    users, items = torch.from_numpy(sampler.users), torch.from_numpy(sampler.items)
+    negatives = torch.from_numpy(sampler.sample(rng))
+    order = torch.from_numpy(rng.permutation(len(users)))
+    stop = len(order) - len(order) % tp.batch_size if tp.drop_last else len(order)
+    sums: dict[str, torch.Tensor] = {}
+    n_batches = 0
+    for begin in range(0, stop, tp.batch_size):
+        idx = order[begin:begin + tp.batch_size]
+        terms = model.loss(users[idx].to(device), items[idx].to(device), negatives[idx].to(device))
+        if not torch.isfinite(terms["loss"]):
+            raise TrainingError(f"{where}, batch {n_batches}: non-finite loss; terms: "
+                                f"{ {k: float(v) for k, v in terms.items()} }")
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0) + value.detach()
+        n_batches += 1
+    return {name: float(total) / max(n_batches, 1) for name, total in sums.items()}
+
+
 def train_run(config: RunConfig, data: InteractionData, *, extras_loader: ExtrasLoader | None = None,
               on_validation: ValidationHook | None = None, evaluate_test: bool = True,
               checkpoint: Path | None = None, progress: bool | None = None) -> RunOutcome:
@@ -133,8 +158,6 @@ def train_run(config: RunConfig, data: InteractionData, *, extras_loader: Extras
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
     sampler = NegativeSampler(data)
     val_eval = Evaluator(data.train_csr, data.csr("val"), tp.ks, tp.eval_batch_size, device)
-    users_t = torch.from_numpy(sampler.users)
-    items_t = torch.from_numpy(sampler.items)
 
     state = {"epoch": 0, "best_metric": -np.inf, "best_epoch": -1, "best_state": None, "bad_validations": 0,
              "history": [], "train_seconds": 0.0, "eval_seconds": 0.0, "epochs_run": 0}
@@ -144,6 +167,8 @@ def train_run(config: RunConfig, data: InteractionData, *, extras_loader: Extras
         optimizer.load_state_dict(saved["optimizer"])
         rng.bit_generator.state = saved["numpy_rng"]
         torch.set_rng_state(saved["torch_rng"])
+        if saved["cuda_rng"]:
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
         state = saved["loop"]
         log.info("resumed %s from %s at epoch %d", config.method, checkpoint, state["epoch"])
 
@@ -151,29 +176,10 @@ def train_run(config: RunConfig, data: InteractionData, *, extras_loader: Extras
     stopped_early = False
     for epoch in range(state["epoch"], tp.max_epochs):
         start = time.perf_counter()
-        model.train()
-        negatives = torch.from_numpy(sampler.sample(rng))
-        order = torch.from_numpy(rng.permutation(len(users_t)))
-        sums: dict[str, float] = {}
-        n_batches = 0
-        stop = len(order) - len(order) % tp.batch_size if tp.drop_last else len(order)
-        for begin in range(0, stop, tp.batch_size):
-            idx = order[begin:begin + tp.batch_size]
-            terms = model.loss(users_t[idx].to(device), items_t[idx].to(device), negatives[idx].to(device))
-            loss = terms["loss"]
-            if not torch.isfinite(loss):
-                raise TrainingError(f"{config.method}: non-finite loss {loss.item()} at epoch {epoch}, "
-                                    f"batch {n_batches}; terms: { {k: float(v) for k, v in terms.items()} }")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value)
-            n_batches += 1
+        losses = _train_epoch(model, optimizer, sampler, rng, tp, device, f"{config.method}, epoch {epoch}")
         state["train_seconds"] += time.perf_counter() - start
         state["epochs_run"] = epoch + 1
         state["epoch"] = epoch + 1
-        losses = {name: total / max(n_batches, 1) for name, total in sums.items()}
         bar.update(1)
         bar.set_postfix(loss=f"{losses.get('loss', float('nan')):.4f}", best=f"{max(state['best_metric'], 0):.4f}",
                         refresh=False)
@@ -196,7 +202,8 @@ def train_run(config: RunConfig, data: InteractionData, *, extras_loader: Extras
         log.info("epoch %d  loss %.5f  val %s %.5f%s", epoch, losses.get("loss", float("nan")), tp.select_metric,
                  metric, "  (best)" if improved else "")
         ckpt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                   "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "loop": state})
+                   "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                   "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [], "loop": state})
         if on_validation is not None:
             on_validation(epoch, metric)
         if state["bad_validations"] >= tp.patience:

@@ -191,12 +191,17 @@ def write_best(path: Path, summary: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def read_best(path: Path) -> dict[str, Any]:
-    """Tuned overrides ``{"model": {...}, "train": {...}}`` from a file written by :func:`write_best`."""
+def read_best_summary(path: Path) -> dict[str, Any]:
+    """A tuning result written by :func:`write_best`: study, best trial, budget and ``overrides``."""
     summary = yaml.safe_load(Path(path).read_text())
     if not isinstance(summary, dict) or "overrides" not in summary:
         raise ConfigError(f"{path} is not a tuning result (no 'overrides')")
-    return summary["overrides"]
+    return summary
+
+
+def read_best(path: Path) -> dict[str, Any]:
+    """Tuned overrides ``{"model": {...}, "train": {...}}`` from a file written by :func:`write_best`."""
+    return read_best_summary(path)["overrides"]
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -24,9 +24,13 @@ if _clash:
     raise ValueError(f"variant names used both in `variants` and `ablations`: {sorted(_clash)}")
 if config["ablations"] and config["ablation_full"] not in TABLE2:
     raise ValueError(f"ablation_full {config['ablation_full']!r} must name a variant of `variants`")
+for _name, _variant in {**TABLE2, **config["ablations"]}.items():
+    if _variant.get("params_from", _name) not in TABLE2:
+        raise ValueError(f"variant {_name}: params_from {_variant['params_from']!r} is not a variant of `variants`")
 TABLE3 = {config["ablation_full"]: TABLE2[config["ablation_full"]], **config["ablations"]} if config["ablations"] else {}
 VARIANTS = {**TABLE2, **config["ablations"]}
 TUNING = config["tuning"]
+EXPECTED_METRICS = os.path.join(workflow.basedir, "tests", "regression", "expected.json")
 
 
 wildcard_constraints:
@@ -46,7 +50,7 @@ def variant_options(wildcards):
     variant = VARIANTS[wildcards.variant]
     options = [f"--method {variant['method']}", f"--preset {variant.get('preset', 'faithful')}",
                f"--variant {wildcards.variant}"]
-    options += [f"--set {shlex.quote(item)}" for item in variant.get("set", [])]
+    options += [f"--set {shlex.quote(item)}" for item in [*config["common_set"], *variant.get("set", [])]]
     return " ".join(options)
 
 
@@ -72,13 +76,20 @@ def tuning_json(wildcards=None):
     return f"--tuning {shlex.quote(json.dumps(budget))}"
 
 
+def _best_yaml(wildcards):
+    """The tuning result a variant uses: its own, or that of the variant named by `params_from` (ablations
+    keep the full model's hyperparameters and remove one term)."""
+    source = VARIANTS[wildcards.variant].get("params_from", wildcards.variant)
+    return f"results/tuning/{wildcards.dataset}/{source}/best.yaml"
+
+
 def tuned_params(wildcards):
     """The tuning result a final run uses, when tuning is on."""
-    return {"params": f"results/tuning/{wildcards.dataset}/{wildcards.variant}/best.yaml"} if config["tune"] else {}
+    return {"params": _best_yaml(wildcards)} if config["tune"] else {}
 
 
 def params_option(wildcards):
-    return f"--params results/tuning/{wildcards.dataset}/{wildcards.variant}/best.yaml" if config["tune"] else ""
+    return f"--params {_best_yaml(wildcards)}" if config["tune"] else ""
 
 
 def _method_requires(variant):
@@ -112,6 +123,20 @@ def _runnable_pairs():
 
 
 RUNNABLE = _runnable_pairs()
+
+
+def llm_inputs(wildcards):
+    """The prepared dataset, and a released text source when the dataset's card names one."""
+    from recrepro.data.cards import load_card
+
+    inputs = {"data": f"resources/datasets/{wildcards.dataset}/meta.json"}
+    if load_card(wildcards.dataset).text.files:
+        inputs["released"] = f"resources/raw/{wildcards.dataset}/text/verified.json"
+    return inputs
+
+
+def raw_text_dir(wildcards):
+    return f"resources/raw/{wildcards.dataset}/text"
 
 
 def needs_text(wildcards):

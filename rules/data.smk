@@ -30,3 +30,19 @@ rule prepare:
         "../environment.yml"
     shell:
         "python -m recrepro prepare {wildcards.dataset} --raw {params.raw} --out {params.out} > {log} 2>&1"
+
+
+rule fetch_text:
+    output:
+        "resources/raw/{dataset}/text/verified.json",
+    params:
+        mirror=mirror_option,
+        dest=subpath(output[0], parent=True),
+    log:
+        "logs/fetch/{dataset}-text.log",
+    message:
+        "Fetching and verifying the released text of {wildcards.dataset}"
+    conda:
+        "../environment.yml"
+    shell:
+        "python -m recrepro fetch {wildcards.dataset} --text --dest {params.dest} {params.mirror} > {log} 2>&1"

@@ -1,14 +1,15 @@
 rule llm_profiles:
     input:
-        "resources/datasets/{dataset}/meta.json",
+        unpack(llm_inputs),
     output:
         "resources/llm/{dataset}/item_profiles.jsonl",
         "resources/llm/{dataset}/user_profiles.jsonl",
         "resources/llm/{dataset}/profiles.report.json",
     params:
-        data=subpath(input[0], parent=True),
+        data=subpath(input.data, parent=True),
         out=subpath(output[0], parent=True),
         settings=llm_settings,
+        raw_text=raw_text_dir,
     threads: 2
     log:
         "logs/llm/{dataset}/profiles.log",
@@ -20,22 +21,22 @@ rule llm_profiles:
         "../environment.yml"
     shell:
         "python -m recrepro --threads {threads} llm profiles {wildcards.dataset} --data {params.data} --out {params.out}"
-        " --settings {params.settings} > {log} 2>&1"
+        " --settings {params.settings} --raw-text {params.raw_text} > {log} 2>&1"
 
 
 rule llm_intents:
     input:
-        "resources/datasets/{dataset}/meta.json",
-        "resources/llm/{dataset}/item_profiles.jsonl",
-        "resources/llm/{dataset}/user_profiles.jsonl",
+        unpack(llm_inputs),
+        profiles=expand("resources/llm/{{dataset}}/{kind}_profiles.jsonl", kind=("item", "user")),
     output:
         "resources/llm/{dataset}/item_intents.jsonl",
         "resources/llm/{dataset}/user_intents.jsonl",
         "resources/llm/{dataset}/intents.report.json",
     params:
-        data=subpath(input[0], parent=True),
+        data=subpath(input.data, parent=True),
         out=subpath(output[0], parent=True),
         settings=llm_settings,
+        raw_text=raw_text_dir,
     threads: 2
     log:
         "logs/llm/{dataset}/intents.log",
@@ -47,23 +48,22 @@ rule llm_intents:
         "../environment.yml"
     shell:
         "python -m recrepro --threads {threads} llm intents {wildcards.dataset} --data {params.data} --out {params.out}"
-        " --settings {params.settings} > {log} 2>&1"
+        " --settings {params.settings} --raw-text {params.raw_text} > {log} 2>&1"
 
 
 rule llm_embeddings:
     input:
-        "resources/datasets/{dataset}/meta.json",
-        "resources/llm/{dataset}/item_profiles.jsonl",
-        "resources/llm/{dataset}/user_profiles.jsonl",
-        "resources/llm/{dataset}/item_intents.jsonl",
-        "resources/llm/{dataset}/user_intents.jsonl",
+        unpack(llm_inputs),
+        texts=expand("resources/llm/{{dataset}}/{kind}_{step}.jsonl", kind=("item", "user"),
+                     step=("profiles", "intents")),
     output:
         "resources/llm/{dataset}/embeddings.npz",
         "resources/llm/{dataset}/manifest.json",
     params:
-        data=subpath(input[0], parent=True),
+        data=subpath(input.data, parent=True),
         out=subpath(output[0], parent=True),
         settings=llm_settings,
+        raw_text=raw_text_dir,
     threads: 2
     log:
         "logs/llm/{dataset}/embeddings.log",
@@ -75,4 +75,4 @@ rule llm_embeddings:
         "../environment.yml"
     shell:
         "python -m recrepro --threads {threads} llm embeddings {wildcards.dataset} --data {params.data} --out {params.out}"
-        " --settings {params.settings} > {log} 2>&1"
+        " --settings {params.settings} --raw-text {params.raw_text} > {log} 2>&1"

@@ -98,9 +98,11 @@ rule regression:
         table2_runs,
     output:
         "results/regression.md",
+    params:
+        expected=EXPECTED_METRICS,
     log:
         "logs/tables/regression.log",
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro regression check {input} --expected tests/regression/expected.json > {output} 2> {log}"
+        "python -m recrepro regression check {input} --expected {params.expected} --out {output} > {log} 2>&1"

@@ -87,6 +87,18 @@ def write_card(cards_dir: Path, data: InteractionData, sums: dict[str, str], bas
     return path
 
 
+@contextmanager
+def serving(httpd, handle):
+    """Run ``httpd`` in a background thread for the duration of a ``with`` block that yields ``handle``."""
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield handle
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 class FileServer:
     """Serves ``files`` (path -> bytes) on 127.0.0.1, honouring Range requests.
 
@@ -140,15 +152,8 @@ class FileServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
-    @contextmanager
     def running(self):
-        thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self.httpd.shutdown()
-            self.httpd.server_close()
+        return serving(self.httpd, self)
 
 
 def tiny_movielens(folder: Path, n_users: int = 6, n_items: int = 8) -> tuple[InteractionData, DatasetCard]:

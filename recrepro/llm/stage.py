@@ -28,6 +28,7 @@ from recrepro.llm.cache import ResponseCache
 from recrepro.llm.client import LLMClient, LLMSettings, TextRequest, TextResult
 from recrepro.llm.contexts import TextContexts, build_contexts
 from recrepro.llm.prompts import load_prompt
+from recrepro.llm.released import LEAKAGE_NOTE, load_released
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def build_requests(step: str, contexts: TextContexts, stage_dir: Path) -> list[T
     """Requests of one step for every item, then every user; intents also see the entity's profile."""
     requests = []
     for kind in KINDS:
-        template = load_prompt(f"{kind}_{STEPS[step]}")
+        template = load_prompt(f"{contexts.prompt_prefix}{kind}_{STEPS[step]}")
         entity_contexts = contexts.items if kind == "item" else contexts.users
         profiles = read_rows(stage_dir / output_name(kind, "profiles")) if step == "intents" else None
         for index, context in enumerate(entity_contexts):
@@ -85,14 +86,30 @@ def seed_shipped_cache(card: DatasetCard, settings: LLMSettings, cache: Response
     return cache.seed_from(path)
 
 
+def _restore_released_profiles(contexts: TextContexts, data: InteractionData, stage_dir: Path) -> dict[str, Any]:
+    """Write the published profiles as this stage's profile outputs (no model call)."""
+    released = contexts.released
+    for kind, profiles in (("item", released.item_profiles), ("user", released.user_profiles)):
+        rows = [{"id": i, "status": "released", "text": p["profile"],
+                 "answer": {"summarization": p["profile"], "reasoning": p["reasoning"]}} for i, p in enumerate(profiles)]
+        _atomic_write(stage_dir / output_name(kind, "profiles"), "".join(json.dumps(row) + "\n" for row in rows))
+    report = {"step": "profiles", "dataset": data.name, "model": "released (RLMRec data.zip)",
+              "entities": data.n_items + data.n_users, "failed": 0, "failures": [], "usage": {"calls": 0},
+              "prompt_versions": {}, "leakage_note": LEAKAGE_NOTE}
+    _atomic_write(stage_dir / "profiles.report.json", json.dumps(report, indent=1) + "\n")
+    return report
+
+
 def run_text_step(step: str, data: InteractionData, card: DatasetCard, stage_dir: Path, settings: LLMSettings,
                   max_failure_fraction: float = 0.0, use_shipped_cache: bool = True,
-                  progress: bool | None = None) -> dict[str, Any]:
+                  progress: bool | None = None, raw_text_dir: Path | None = None) -> dict[str, Any]:
     """Generate one step's texts for every user and item and write its output files; returns its report."""
     if step not in STEPS:
         raise ValueError(f"unknown LLM step {step!r}; steps: {sorted(STEPS)}")
     stage_dir.mkdir(parents=True, exist_ok=True)
-    contexts = build_contexts(data, card)
+    contexts = build_contexts(data, card, raw_text_dir)
+    if step == "profiles" and contexts.released is not None:
+        return _restore_released_profiles(contexts, data, stage_dir)
     cache = ResponseCache(stage_dir / "cache.jsonl")
     seeded = seed_shipped_cache(card, settings, cache) if use_shipped_cache else 0
     if seeded:
@@ -133,9 +150,10 @@ def _row(result: TextResult, request: TextRequest, contexts: TextContexts, kind:
             "error": result.error}
 
 
-def run_embeddings(data: InteractionData, stage_dir: Path, settings: LLMSettings,
-                   progress: bool | None = None) -> dict[str, Any]:
-    """Embed the profile and intent texts and write ``embeddings.npz`` and ``manifest.json``."""
+def run_embeddings(data: InteractionData, stage_dir: Path, settings: LLMSettings, progress: bool | None = None,
+                   card: DatasetCard | None = None, raw_text_dir: Path | None = None) -> dict[str, Any]:
+    """Embed the profile and intent texts and write ``embeddings.npz`` and ``manifest.json``. With released
+    profiles (RLMRec), their published embeddings are used and only the intents are embedded."""
     cache = ResponseCache(stage_dir / "cache.jsonl")
     client = LLMClient(settings, cache, progress=progress)
     rows = {key: read_rows(stage_dir / name) for key, name in EMBEDDING_KEYS.items()}
@@ -143,12 +161,17 @@ def run_embeddings(data: InteractionData, stage_dir: Path, settings: LLMSettings
         expected = data.n_items if key.startswith("item") else data.n_users
         if [r["id"] for r in entity_rows] != list(range(expected)):
             raise ValueError(f"{EMBEDDING_KEYS[key]} does not hold one row per entity in id order")
-    texts = [r["text"] for key in EMBEDDING_KEYS for r in rows[key]]
-    vectors = asyncio.run(client.embed(texts, desc=f"{data.name} embeddings"))
+    released = (load_released(data, card, raw_text_dir) if card is not None and card.text.source == "rlmrec_profiles"
+                else None)
+    to_embed = [key for key in EMBEDDING_KEYS if released is None or key.endswith("intent")]
+    vectors = asyncio.run(client.embed([r["text"] for key in to_embed for r in rows[key]],
+                                       desc=f"{data.name} embeddings"))
     arrays, start = {}, 0
-    for key in EMBEDDING_KEYS:
+    for key in to_embed:
         arrays[key] = vectors[start:start + len(rows[key])]
         start += len(rows[key])
+    if released is not None:
+        arrays["user_profile"], arrays["item_profile"] = released.user_embeddings, released.item_embeddings
     tmp = stage_dir / "embeddings.tmp.npz"
     np.savez(tmp, **arrays)
     tmp.replace(stage_dir / "embeddings.npz")
@@ -161,9 +184,12 @@ def run_embeddings(data: InteractionData, stage_dir: Path, settings: LLMSettings
         "model": settings.model,
         "embedding_model": settings.embedding_model,
         "embedding_dim": int(vectors.shape[1]),
+        "profile_embedding_dim": int(arrays["user_profile"].shape[1]),
+        "profiles": ("released by RLMRec (GPT-3.5, embedded with text-embedding-ada-002); " + LEAKAGE_NOTE
+                     if released is not None else f"generated by {settings.model}"),
         "prompt_versions": {**reports["profiles"]["prompt_versions"], **reports["intents"]["prompt_versions"]},
         "entities": {"users": data.n_users, "items": data.n_items},
-        "fallbacks": {key: [r["id"] for r in rows[key] if r["status"] != "ok"] for key in EMBEDDING_KEYS},
+        "fallbacks": {key: [r["id"] for r in rows[key] if r["status"] == "fallback"] for key in EMBEDDING_KEYS},
         "usage": {**{step: reports[step]["usage"] for step in STEPS}, "embeddings": client.usage.as_dict()},
         "settings": settings.model_dump(),  # names the key's environment variable, never the key
         "checksums": {name: sha256_file(stage_dir / name) for name in files},
@@ -173,14 +199,16 @@ def run_embeddings(data: InteractionData, stage_dir: Path, settings: LLMSettings
 
 
 def export_responses(data: InteractionData, card: DatasetCard, stage_dir: Path, settings: LLMSettings,
-                     out: Path) -> int:
+                     out: Path, raw_text_dir: Path | None = None) -> int:
     """Write the cached responses behind the stage's profile and intent outputs (in request order) as a gzip
     JSONL file that can be shipped and declared in the dataset card; returns the number of records."""
-    contexts = build_contexts(data, card)
+    contexts = build_contexts(data, card, raw_text_dir)
     cache = ResponseCache(stage_dir / "cache.jsonl")
     client = LLMClient(settings, cache, progress=False)
     keys: list[str] = []
     for step in STEPS:
+        if step == "profiles" and contexts.released is not None:
+            continue  # published, not generated
         for request in build_requests(step, contexts, stage_dir):
             chain = client.cached_keys(request)
             if not chain:
