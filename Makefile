@@ -1,6 +1,7 @@
 # Environment bootstrap. The virtual environment lives outside the checkout, keyed on the lock file's hash,
 # so every checkout with the same lock reuses it; `.venv` is a link to it. The project itself is installed
-# in editable mode from this checkout each time (a few seconds).
+# in editable mode from this checkout each time (a few seconds): the checkout that ran `make env` last is
+# the one the environment imports.
 PYTHON ?= python3.11
 LOCK_HASH := $(shell sha256sum requirements/lock.txt | cut -c1-16)
 ENV_DIR ?= $(HOME)/.cache/recrepro/venv-$(LOCK_HASH)

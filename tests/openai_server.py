@@ -3,7 +3,7 @@
 ``/v1/chat/completions`` answers with a JSON object holding every field of the requested schema (values derived
 from the prompt), unless told otherwise: ``rate_limit`` answers 429 to that many requests, ``slow`` delays that
 many requests by ``delay`` seconds, ``invalid_for`` makes prompts containing any of its strings get a non-JSON
-answer. ``/v1/embeddings`` returns deterministic vectors. Every request is logged with its Authorization header.
+answer, ``reject_key`` answers 401 quoting the key. ``/v1/embeddings`` returns deterministic vectors. Every request is logged with its Authorization header.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class FakeOpenAI:
         self.slow = 0
         self.delay = 0.0
         self.invalid_for: tuple[str, ...] = ()
+        self.reject_key = False  # answer 401 quoting the key it received, as some providers do
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         server = self
@@ -60,6 +61,10 @@ class FakeOpenAI:
                     server.slow -= slow
                 if limited:
                     return self._send(429, {"error": {"message": "rate limited", "type": "rate_limit_error"}})
+                if server.reject_key:
+                    quoted = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+                    return self._send(401, {"error": {"message": f"Incorrect API key provided: {quoted}",
+                                                      "type": "invalid_request_error"}})
                 if slow:
                     time.sleep(server.delay)
                 if self.path.endswith("/embeddings"):

@@ -135,15 +135,21 @@ def test_budget_exhaustion_stops_cleanly_and_resumes_without_paying_twice(server
     assert server.count() == data.n_items + data.n_users  # the paid answer was reused
 
 
-def test_rejected_credentials_stop_at_once(tmp_path):
-    from openai_server import FakeOpenAI as Server
+def test_missing_key_variable_is_a_clear_error(server, tmp_path):
+    client = LLMClient(settings(server, api_key_env="NOPE_KEY"), ResponseCache(tmp_path / "c.jsonl"), progress=False)
+    with pytest.raises(ProviderError, match="NOPE_KEY"):
+        asyncio.run(client.complete(requests_for(2)))
 
-    fake = Server()
-    with fake.running():
-        client = LLMClient(LLMSettings(model="openai/gpt-4o-mini", api_base=fake.api_base, api_key_env="NOPE_KEY"),
-                           ResponseCache(tmp_path / "c.jsonl"), progress=False)
-        with pytest.raises(ProviderError, match="NOPE_KEY"):
-            asyncio.run(client.complete(requests_for(2)))
+
+def test_rejected_credentials_stop_at_once_without_quoting_the_key(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_PROVIDER_KEY", SECRET)
+    server.reject_key = True
+    client = LLMClient(settings(server, api_key_env="TEST_PROVIDER_KEY"), ResponseCache(tmp_path / "c.jsonl"),
+                       progress=False)
+    with pytest.raises(ProviderError, match="AuthenticationError") as error:
+        asyncio.run(client.complete(requests_for(4)))
+    assert SECRET not in str(error.value) and "***" in str(error.value)
+    assert server.count() <= client.settings.max_concurrency  # no retries after a rejected key
 
 
 def test_full_stage_never_writes_the_api_key(server, tiny, tmp_path, monkeypatch, caplog):

@@ -130,3 +130,15 @@ def test_regression_check_catches_drift(runs, tmp_path):
     assert "DRIFT" in report and "R@20" in report and "+0.01000" in report and "recrepro regression update" in report
     ok, report = regression.check(perturbed[1:], expected)
     assert not ok and "MISSING" in report
+
+
+def test_reference_comparison_reports_relative_differences(runs):
+    from recrepro.compare import compare as compare_reference
+
+    reference = {"base": {"alpha": {"source": "measured", "test": {"recall@20": 0.19}, "seconds_per_epoch": 1.3}}}
+    text, ok = compare_reference(runs.records, reference, tolerance=0.03)
+    assert ok and "| base     | alpha     | R@20" in text and "+1.2%" in text and "2.0x faster" in text
+    _, ok = compare_reference(runs.records, {"base": {"alpha": {"source": "s", "test": {"recall@20": 0.25}}}}, 0.03)
+    assert not ok
+    text, ok = compare_reference(runs.records, {}, 0.03)
+    assert ok and "No numbers measured with the reference code exist" in text

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import recrepro  # noqa: F401  (LITELLM_LOCAL_MODEL_COST_MAP before litellm is imported)
 from recrepro.llm.cache import ResponseCache, decode_vector, encode_vector, request_key
+from recrepro.llm.local import is_local, register_local_provider
 from recrepro.llm.prompts import PromptTemplate
 from recrepro.progress import progress_bar
 
@@ -117,8 +118,6 @@ class LLMClient:
     """Runs batches of structured completions and embeddings against one configured provider."""
 
     def __init__(self, settings: LLMSettings, cache: ResponseCache, progress: bool | None = None) -> None:
-        from recrepro.llm.local import register_local_provider
-
         register_local_provider()
         for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):  # one INFO line per request otherwise
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -138,8 +137,13 @@ class LLMClient:
             return os.environ[name]
         return "no-key" if api_base else None  # OpenAI-compatible local servers need some key
 
+    def _scrub(self, text: str) -> str:
+        """``text`` with the API key's value masked (provider errors sometimes quote the key)."""
+        key = os.environ.get(self.settings.api_key_env or "", "")
+        return text.replace(key, "***") if len(key) >= 4 else text
+
     def response_format(self, template: PromptTemplate) -> dict[str, Any]:
-        return template.response_format(field_hints=self.settings.model.startswith("recrepro-local/"))
+        return template.response_format(field_hints=is_local(self.settings.model))
 
     def completion_key(self, messages: list[dict[str, str]], template: PromptTemplate) -> str:
         return request_key({"kind": "completion", "model": self.settings.model, "messages": messages,
@@ -155,7 +159,7 @@ class LLMClient:
             try:
                 return await call()
             except fatal as err:
-                self._halt = ProviderError(f"{what}: {type(err).__name__}: {err}")
+                self._halt = ProviderError(self._scrub(f"{what}: {type(err).__name__}: {err}"))
                 raise self._halt from None
             except transient as err:
                 name = type(err).__name__
@@ -178,7 +182,7 @@ class LLMClient:
         tokens = {"prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
                   "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0)}
         cost: float | None
-        if model.startswith("recrepro-local/"):
+        if is_local(model):
             cost = 0.0
         else:
             try:
@@ -292,7 +296,7 @@ class LLMClient:
                 except (BudgetExceeded, ProviderError):
                     raise
                 except _transient_errors() as err:
-                    result = TextResult(request.entity, "error", error=f"{type(err).__name__}: {err}"[:300])
+                    result = TextResult(request.entity, "error", error=self._scrub(f"{type(err).__name__}: {err}")[:300])
             bar.update(1)
             bar.set_postfix(calls=self.usage.calls, cached=self.usage.cached, cost=f"${self.usage.cost_usd:.4f}", refresh=False)
             return result

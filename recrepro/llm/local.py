@@ -40,6 +40,11 @@ MAX_BATCH = 16
 REPETITION_PENALTY = 1.3  # greedy decoding of a 135M model loops without it
 
 
+def is_local(model: str) -> bool:
+    """Whether a LiteLLM model string names one of the bundled local models."""
+    return model.startswith(f"{PROVIDER}/")
+
+
 def models_dir() -> Path:
     return resources_dir() / "models"
 
