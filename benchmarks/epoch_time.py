@@ -26,16 +26,23 @@ def synthetic_text(data, profile_dim: int, intent_dim: int):
     from recrepro.inputs import TextEmbeddings
 
     rng = np.random.default_rng(0)
-    arrays = {f"{kind}_{what}": rng.standard_normal((n, dim), dtype=np.float32)
-              for kind, n in (("user", data.n_users), ("item", data.n_items))
-              for what, dim in (("profile", profile_dim), ("intent", intent_dim))}
-    manifest = {"model": "synthetic (random)", "embedding_model": "synthetic (random)", "embedding_dim": profile_dim,
-                "checksums": {"embeddings.npz": "-" * 12}}
+    arrays = {
+        f"{kind}_{what}": rng.standard_normal((n, dim), dtype=np.float32)
+        for kind, n in (("user", data.n_users), ("item", data.n_items))
+        for what, dim in (("profile", profile_dim), ("intent", intent_dim))
+    }
+    manifest = {
+        "model": "synthetic (random)",
+        "embedding_model": "synthetic (random)",
+        "embedding_dim": profile_dim,
+        "checksums": {"embeddings.npz": "-" * 12},
+    }
     return TextEmbeddings(**arrays, manifest=manifest)
 
 
-def measure(method: str, dataset: str, epochs: int, device: str, overrides: list[str],
-            text_dims: tuple[int, int] | None) -> dict:
+def measure(
+    method: str, dataset: str, epochs: int, device: str, overrides: list[str], text_dims: tuple[int, int] | None
+) -> dict:
     """Train ``epochs`` epochs (validating only at epoch 0) in this process; returns timing and memory."""
     from functools import partial
 
@@ -56,9 +63,11 @@ def measure(method: str, dataset: str, epochs: int, device: str, overrides: list
         text = synthetic_text(data, *text_dims)
         loader = partial(lambda name, d, real: text if name == "text" else real(name, d), real=loader)
     record = train_run(config, data, extras_loader=loader, evaluate_test=False, progress=False).record
-    return {key: record[key] for key in ("seconds_per_epoch", "seconds_per_validation", "peak_rss_mb",
-                                          "n_parameters", "device") if key in record} | {
-        "peak_cuda_mb": record.get("peak_cuda_mb")}
+    return {
+        key: record[key]
+        for key in ("seconds_per_epoch", "seconds_per_validation", "peak_rss_mb", "n_parameters", "device")
+        if key in record
+    } | {"peak_cuda_mb": record.get("peak_cuda_mb")}
 
 
 def main() -> None:
@@ -68,9 +77,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", action="append", default=[], help="override, applied to every method")
-    parser.add_argument("--synthetic-text", metavar="PROFILE_DIM,INTENT_DIM",
-                        help="use random text embeddings of these sizes (e.g. 1536,3072, the reference's) instead of "
-                             "the LLM stage's outputs; for timing only")
+    parser.add_argument(
+        "--synthetic-text",
+        metavar="PROFILE_DIM,INTENT_DIM",
+        help="use random text embeddings of these sizes (e.g. 1536,3072, the reference's) instead of "
+        "the LLM stage's outputs; for timing only",
+    )
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -83,8 +95,18 @@ def main() -> None:
     reference = yaml.safe_load((REPO / "config" / "reference_numbers.yaml").read_text())
     rows = {}
     for method in args.methods:
-        cmd = [sys.executable, __file__, "--child", method, "--dataset", args.dataset, "--epochs", str(args.epochs),
-               "--device", args.device] + [f"--set={item}" for item in args.set]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            method,
+            "--dataset",
+            args.dataset,
+            "--epochs",
+            str(args.epochs),
+            "--device",
+            args.device,
+        ] + [f"--set={item}" for item in args.set]
         if args.synthetic_text:
             cmd += ["--synthetic-text", args.synthetic_text]
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -93,17 +115,23 @@ def main() -> None:
         rows[method] = json.loads(proc.stdout.strip().splitlines()[-1])
 
     text = f", random text embeddings of {args.synthetic_text} dimensions" if args.synthetic_text else ""
-    lines = [f"Epoch time and peak memory: dataset {args.dataset}, {args.epochs} epochs, device {args.device}{text}.",
-             f"Command: `python benchmarks/epoch_time.py {' '.join(sys.argv[1:])}`", "",
-             "| method | s/epoch (train) | s/validation | peak RSS (MB) | peak CUDA (MB) | reference s/epoch | "
-             "speed-up | reference peak RSS (MB) |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Epoch time and peak memory: dataset {args.dataset}, {args.epochs} epochs, device {args.device}{text}.",
+        f"Command: `python benchmarks/epoch_time.py {' '.join(sys.argv[1:])}`",
+        "",
+        "| method | s/epoch (train) | s/validation | peak RSS (MB) | peak CUDA (MB) | reference s/epoch | "
+        "speed-up | reference peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for method, row in rows.items():
         ref = reference.get(method, {}).get(args.dataset, {})
         ref_time, ref_mem = ref.get("seconds_per_epoch"), ref.get("peak_rss_mb")
         speedup = f"{ref_time / row['seconds_per_epoch']:.1f}x" if ref_time else "–"
         cuda = f"{row['peak_cuda_mb']:.0f}" if row.get("peak_cuda_mb") else "–"
-        lines.append(f"| {method} | {row['seconds_per_epoch']:.3f} | {row['seconds_per_validation']:.3f} | "
-                     f"{row['peak_rss_mb']:.0f} | {cuda} | {ref_time or '–'} | {speedup} | {ref_mem or '–'} |")
+        lines.append(
+            f"| {method} | {row['seconds_per_epoch']:.3f} | {row['seconds_per_validation']:.3f} | "
+            f"{row['peak_rss_mb']:.0f} | {cuda} | {ref_time or '–'} | {speedup} | {ref_mem or '–'} |"
+        )
     print("\n".join(lines))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

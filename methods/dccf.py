@@ -30,8 +30,15 @@ from recrepro.registry import register_method
 class DCCFEncoder(nn.Module):
     """DCCF's disentangled, adaptively augmented propagation; keeps every per-layer view."""
 
-    def __init__(self, graph: InteractionGraph, embedding_size: int, layers: int, intents: int,
-                 cl_weight: float, cl_temperature: float) -> None:
+    def __init__(
+        self,
+        graph: InteractionGraph,
+        embedding_size: int,
+        layers: int,
+        intents: int,
+        cl_weight: float,
+        cl_temperature: float,
+    ) -> None:
         super().__init__()
         self.graph, self.layers = graph, layers
         self.cl_weight, self.cl_temperature = cl_weight, cl_temperature

@@ -33,8 +33,13 @@ from pydantic import Field
 from methods.dccf import DCCF_REFERENCE, DCCFParams, build_dccf_encoder, dccf_search_space
 from methods.lightgcn import LightGCNParams, build_lightgcn_encoder, lightgcn_search_space
 from recrepro.method import Encoded, GraphEncoderMethod, MethodParams
-from recrepro.nn import (Projector, TextAlignment, chunked_ssl_con_loss, intent_aware, text_tensors,
-                         weighted_propagate)
+from recrepro.nn import (
+    TextAlignment,
+    chunked_ssl_con_loss,
+    intent_aware,
+    text_tensors,
+    weighted_propagate,
+)
 from recrepro.registry import register_method
 
 MOMENTUM = 0.999  # hard-coded in the reference
@@ -68,8 +73,9 @@ class _IntentRepresentation(GraphEncoderMethod):
         user_profile, item_profile = text_tensors(inputs, "profile")
         user_intent, item_intent = text_tensors(inputs, "intent")
         self.profile_alignment = TextAlignment(user_profile, item_profile, d, params.kd_weight, params.kd_temperature)
-        self.intent_alignment = TextAlignment(user_intent, item_intent, d, params.intent_weight,
-                                              params.intent_temperature)
+        self.intent_alignment = TextAlignment(
+            user_intent, item_intent, d, params.intent_weight, params.intent_temperature
+        )
         self.register_buffer("all_intents", torch.cat([user_intent, item_intent]), persistent=False)
         self.teacher = None
         if params.itm_weight > 0:  # also when the ITM switch is off, so that ablation removes only its term
@@ -115,8 +121,9 @@ class _IntentRepresentation(GraphEncoderMethod):
             with torch.no_grad():
                 teacher = F.softmax(self.teacher(self.all_intents), dim=1)
             distillation = -(F.log_softmax(projected, dim=1) * teacher).sum(1).mean()
-            terms["itm"] = p.itm_weight * (ITM_TRANSLATION_SHARE * translation
-                                           + (1 - ITM_TRANSLATION_SHARE) * distillation)
+            terms["itm"] = p.itm_weight * (
+                ITM_TRANSLATION_SHARE * translation + (1 - ITM_TRANSLATION_SHARE) * distillation
+            )
         return terms
 
     @staticmethod
@@ -153,8 +160,10 @@ class LightGCNIRLLRec(_IntentRepresentation):
         "movie": {"reg_weight": 1e-6, "kd_weight": 1e-3, "intent_weight": 3e-2},
     }
     presets = PAPER
-    top_level_notes = ("the reference's top-level lightgcn_int config has no kd_int_weight_2/3 (it would crash on a "
-                       "dataset without its own block); the released per-dataset value 1e-7 is used",)
+    top_level_notes = (
+        "the reference's top-level lightgcn_int config has no kd_int_weight_2/3 (it would crash on a "
+        "dataset without its own block); the released per-dataset value 1e-7 is used",
+    )
 
     def __init__(self, inputs, params) -> None:
         super().__init__(inputs, params)
@@ -200,4 +209,6 @@ class DCCFIRLLRec(_IntentRepresentation):
 
     @staticmethod
     def search_space(trial) -> dict:
-        return dccf_search_space(trial) | _IntentRepresentation.intent_search_space(trial, translation_and_matching=False)
+        return dccf_search_space(trial) | _IntentRepresentation.intent_search_space(
+            trial, translation_and_matching=False
+        )

@@ -38,14 +38,14 @@ def distance_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     n = x.shape[0]
     x, y = x.unsqueeze(-1), y.unsqueeze(-1)
     zeros = torch.zeros(n, n, device=x.device)
-    a = torch.sqrt(torch.maximum(x ** 2 - 2 * x @ x.T + (x ** 2).T, zeros) + 1e-8)
-    b = torch.sqrt(torch.maximum(y ** 2 - 2 * y @ y.T + (y ** 2).T, zeros) + 1e-8)
+    a = torch.sqrt(torch.maximum(x**2 - 2 * x @ x.T + (x**2).T, zeros) + 1e-8)
+    b = torch.sqrt(torch.maximum(y**2 - 2 * y @ y.T + (y**2).T, zeros) + 1e-8)
     a = a - a.mean(0, keepdim=True) - a.mean(1, keepdim=True) + a.mean()
     b = b - b.mean(0, keepdim=True) - b.mean(1, keepdim=True) + b.mean()
     zero = torch.zeros((), device=x.device)
-    dcov_ab = torch.sqrt(torch.maximum((a * b).sum() / n ** 2, zero) + 1e-8)
-    dcov_aa = torch.sqrt(torch.maximum((a * a).sum() / n ** 2, zero) + 1e-8)
-    dcov_bb = torch.sqrt(torch.maximum((b * b).sum() / n ** 2, zero) + 1e-8)
+    dcov_ab = torch.sqrt(torch.maximum((a * b).sum() / n**2, zero) + 1e-8)
+    dcov_aa = torch.sqrt(torch.maximum((a * a).sum() / n**2, zero) + 1e-8)
+    dcov_bb = torch.sqrt(torch.maximum((b * b).sum() / n**2, zero) + 1e-8)
     return dcov_ab / torch.sqrt(dcov_aa * dcov_bb + 1e-8)
 
 
@@ -89,7 +89,9 @@ class KGIN(Method):
         super().__init__(inputs, params)
         kg, data, device = inputs.extra("kg"), inputs.data, inputs.device
         if kg.n_entities < data.n_items:
-            raise ValueError(f"the knowledge graph has {kg.n_entities} entities; items must be entities 0..{data.n_items - 1}")
+            raise ValueError(
+                f"the knowledge graph has {kg.n_entities} entities; items must be entities 0..{data.n_items - 1}"
+            )
         triples = np.unique(kg.triples, axis=0)
         n_base = int(triples[:, 1].max()) + 1 if len(triples) else 1
         heads = np.concatenate([triples[:, 0], triples[:, 2]])
@@ -101,7 +103,9 @@ class KGIN(Method):
         degree = np.bincount(data.train[:, 0], minlength=data.n_users).astype(np.float32)
         self.interactions = dgl.heterograph(
             {("item", "rated_by", "user"): (torch.from_numpy(data.train[:, 1]), torch.from_numpy(data.train[:, 0]))},
-            num_nodes_dict={"item": data.n_items, "user": data.n_users}, device=device)
+            num_nodes_dict={"item": data.n_items, "user": data.n_users},
+            device=device,
+        )
         self.interactions.edata["w"] = torch.from_numpy(1.0 / degree[data.train[:, 0]]).to(device).unsqueeze(1)
 
         d, n_relations = params.embedding_size, 2 * n_base
@@ -133,7 +137,7 @@ class KGIN(Method):
         weights = self._interaction_weights()
         relation = self.relation_emb[kg.edata["etype"]]
         intents = torch.softmax(self.intent_relation, dim=-1) @ self.relation_emb  # e_p, [P, d]
-        users, entities = self.all_embed[: self.n_users], self.all_embed[self.n_users:]
+        users, entities = self.all_embed[: self.n_users], self.all_embed[self.n_users :]
         user_sum, entity_sum = users, entities
         for _ in range(p.hops):
             with kg.local_scope():
@@ -158,9 +162,11 @@ class KGIN(Method):
         p = self.params
         user_all, entity_all = self.propagate()
         u, i_pos, i_neg = user_all[users], entity_all[pos], entity_all[neg]
-        terms = {"bpr": bpr_loss(u, i_pos, i_neg),
-                 "l2": p.l2 * (u.square().sum() + i_pos.square().sum() + i_neg.square().sum()) / 2 / len(users),
-                 "cor": p.sim_regularity * independence(self.intent_relation, p.independence)}
+        terms = {
+            "bpr": bpr_loss(u, i_pos, i_neg),
+            "l2": p.l2 * (u.square().sum() + i_pos.square().sum() + i_neg.square().sum()) / 2 / len(users),
+            "cor": p.sim_regularity * independence(self.intent_relation, p.independence),
+        }
         terms["loss"] = sum(terms.values())
         return terms
 

@@ -25,8 +25,9 @@ class _ProfileAligned(GraphEncoderMethod):
     def __init__(self, inputs, params) -> None:
         super().__init__(inputs, params)
         user_profile, item_profile = text_tensors(inputs, "profile")
-        self.profile_alignment = TextAlignment(user_profile, item_profile, params.embedding_size, params.kd_weight,
-                                               params.kd_temperature)
+        self.profile_alignment = TextAlignment(
+            user_profile, item_profile, params.embedding_size, params.kd_weight, params.kd_temperature
+        )
 
     def extra_terms(self, encoded, state, users, pos, neg):
         user_emb, item_emb = self.inputs.graph.split(encoded.nodes)
@@ -34,8 +35,10 @@ class _ProfileAligned(GraphEncoderMethod):
 
     @staticmethod
     def kd_search_space(trial) -> dict:
-        return {"model.kd_weight": trial.suggest_float("kd_weight", 1e-4, 1e-1, log=True),
-                "model.kd_temperature": trial.suggest_float("kd_temperature", 0.05, 1.0, log=True)}
+        return {
+            "model.kd_weight": trial.suggest_float("kd_weight", 1e-4, 1e-1, log=True),
+            "model.kd_temperature": trial.suggest_float("kd_temperature", 0.05, 1.0, log=True),
+        }
 
 
 @register_method("lightgcn-rlmrec-con")
@@ -48,8 +51,12 @@ class LightGCNRLMRecCon(_ProfileAligned):
         kd_weight: float = Field(1e-2, ge=0)
         kd_temperature: float = Field(0.2, gt=0)
 
-    reference = {"amazon": {}, "yelp": {}, "steam": {"reg_weight": 1e-8, "kd_weight": 1e-3, "kd_temperature": 0.1},
-                 "movie": {"reg_weight": 1e-6, "kd_weight": 1e-3, "kd_temperature": 0.2}}
+    reference = {
+        "amazon": {},
+        "yelp": {},
+        "steam": {"reg_weight": 1e-8, "kd_weight": 1e-3, "kd_temperature": 0.1},
+        "movie": {"reg_weight": 1e-6, "kd_weight": 1e-3, "kd_temperature": 0.2},
+    }
 
     build_encoder = build_lightgcn_encoder
 
@@ -66,10 +73,12 @@ class DCCFRLMRecCon(_ProfileAligned):
         kd_weight: float = Field(1e-2, ge=0)
         kd_temperature: float = Field(0.5, gt=0)
 
-    reference = {"amazon": {**DCCF_REFERENCE["amazon"], "kd_temperature": 0.5},
-                 "yelp": {**DCCF_REFERENCE["yelp"], "kd_temperature": 0.2},
-                 "steam": {**DCCF_REFERENCE["steam"], "kd_temperature": 0.5},
-                 "movie": {**DCCF_REFERENCE["movie"], "kd_temperature": 0.1}}
+    reference = {
+        "amazon": {**DCCF_REFERENCE["amazon"], "kd_temperature": 0.5},
+        "yelp": {**DCCF_REFERENCE["yelp"], "kd_temperature": 0.2},
+        "steam": {**DCCF_REFERENCE["steam"], "kd_temperature": 0.5},
+        "movie": {**DCCF_REFERENCE["movie"], "kd_temperature": 0.1},
+    }
     build_encoder = build_dccf_encoder
 
     @staticmethod

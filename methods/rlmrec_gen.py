@@ -51,9 +51,11 @@ class _ProfileReconstructed(GraphEncoderMethod):
 
     @staticmethod
     def recon_search_space(trial) -> dict:
-        return {"model.mask_ratio": trial.suggest_float("mask_ratio", 0.02, 0.3, log=True),
-                "model.recon_weight": trial.suggest_float("recon_weight", 1e-3, 1.0, log=True),
-                "model.re_temperature": trial.suggest_float("re_temperature", 0.05, 1.0, log=True)}
+        return {
+            "model.mask_ratio": trial.suggest_float("mask_ratio", 0.02, 0.3, log=True),
+            "model.recon_weight": trial.suggest_float("recon_weight", 1e-3, 1.0, log=True),
+            "model.re_temperature": trial.suggest_float("re_temperature", 0.05, 1.0, log=True),
+        }
 
 
 @register_method("lightgcn-rlmrec-gen")

@@ -75,21 +75,28 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
         tuning = read_best_summary(Path(args.params))
         overrides = merge_overrides(tuning.pop("overrides"), overrides)
-    config = resolve_config(args.method, args.dataset, seed=args.seed, device=args.device, preset=args.preset,
-                            overrides=overrides)
+    config = resolve_config(
+        args.method, args.dataset, seed=args.seed, device=args.device, preset=args.preset, overrides=overrides
+    )
     _, data = _dataset(args)
     for deviation in config.deviations:
         log.info("deviation: %s", deviation)
     out = Path(args.out or f"results/runs/{args.dataset}/{args.variant or args.method}/seed{args.seed}.json")
     checkpoint = out.with_suffix(".ckpt") if args.resume else None
-    outcome = train_run(config, data, checkpoint=checkpoint, extras_loader=partial(load_extra, text_dir=_text_dir(args)))
+    outcome = train_run(
+        config, data, checkpoint=checkpoint, extras_loader=partial(load_extra, text_dir=_text_dir(args))
+    )
     outcome.record["variant"] = args.variant or args.method
     outcome.record["tuning"] = tuning and {"file": args.params, **tuning}
     write_run(outcome, out)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
-    print(json.dumps({"record": str(out), "best_epoch": outcome.record["best_epoch"],
-                      "test": outcome.record["metrics"]["test"]}, indent=1))
+    print(
+        json.dumps(
+            {"record": str(out), "best_epoch": outcome.record["best_epoch"], "test": outcome.record["metrics"]["test"]},
+            indent=1,
+        )
+    )
 
 
 def _llm_options(args: argparse.Namespace) -> tuple:
@@ -114,11 +121,21 @@ def _cmd_llm(args: argparse.Namespace) -> None:
         manifest = run_embeddings(data, out, settings, card=card, raw_text_dir=raw_text)
         print(f"wrote embeddings ({manifest['embedding_dim']}-d) and manifest to {out}")
     else:
-        report = run_text_step(args.step, data, card, out, settings, max_failure_fraction=max_failure_fraction,
-                               use_shipped_cache=use_shipped_cache, raw_text_dir=raw_text)
+        report = run_text_step(
+            args.step,
+            data,
+            card,
+            out,
+            settings,
+            max_failure_fraction=max_failure_fraction,
+            use_shipped_cache=use_shipped_cache,
+            raw_text_dir=raw_text,
+        )
         usage = report["usage"]
-        print(f"{args.step}: {report['entities']} entities, {usage['calls']} calls, {usage.get('cached', 0)} cached, "
-              f"{report['failed']} failed, ${usage.get('cost_usd', 0.0):.4f}")
+        print(
+            f"{args.step}: {report['entities']} entities, {usage['calls']} calls, {usage.get('cached', 0)} cached, "
+            f"{report['failed']} failed, ${usage.get('cost_usd', 0.0):.4f}"
+        )
 
 
 def _cmd_llm_export(args: argparse.Namespace) -> None:
@@ -137,24 +154,41 @@ def _cmd_tune(args: argparse.Namespace) -> None:
     from recrepro.config import parse_overrides
     from recrepro.inputs import load_extra
 
-    settings = tuning.TuningSettings(trials=args.trials, timeout_s=args.timeout, seed=args.seed,
-                                     storage=args.storage or "")
+    settings = tuning.TuningSettings(
+        trials=args.trials, timeout_s=args.timeout, seed=args.seed, storage=args.storage or ""
+    )
     study_dir = Path(args.study_dir)
     base = parse_overrides(args.set)
     if args.step == "create":
         study = tuning.create_study(args.variant, args.dataset, settings, study_dir)
-        tuning.write_json(Path(args.out), {"study": study.study_name, "budget": {"trials": settings.trials,
-                                                                                  "timeout_s": settings.timeout_s}})
+        tuning.write_json(
+            Path(args.out),
+            {"study": study.study_name, "budget": {"trials": settings.trials, "timeout_s": settings.timeout_s}},
+        )
     elif args.step == "worker":
         _, data = _dataset(args)
-        trial_overrides = tuning.merge_overrides(base, {"train": {"max_epochs": args.max_epochs}} if args.max_epochs else {})
-        summary = tuning.run_worker(args.variant, args.method, args.dataset, data, settings, study_dir, args.worker,
-                                    args.workers, base_overrides=trial_overrides, preset=args.preset,
-                                    device=args.device, extras_loader=partial(load_extra, text_dir=_text_dir(args)))
+        trial_overrides = tuning.merge_overrides(
+            base, {"train": {"max_epochs": args.max_epochs}} if args.max_epochs else {}
+        )
+        summary = tuning.run_worker(
+            args.variant,
+            args.method,
+            args.dataset,
+            data,
+            settings,
+            study_dir,
+            args.worker,
+            args.workers,
+            base_overrides=trial_overrides,
+            preset=args.preset,
+            device=args.device,
+            extras_loader=partial(load_extra, text_dir=_text_dir(args)),
+        )
         tuning.write_json(Path(args.out), summary)
     else:
-        summary = tuning.export_best(args.variant, args.dataset, args.method, settings, study_dir, base_overrides=base,
-                                     preset=args.preset)
+        summary = tuning.export_best(
+            args.variant, args.dataset, args.method, settings, study_dir, base_overrides=base, preset=args.preset
+        )
         tuning.write_best(Path(args.out), summary)
     print(f"tune {args.step}: wrote {args.out}")
 
@@ -236,8 +270,9 @@ def _cmd_list(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recrepro", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="recrepro", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--threads", type=int, help="CPU threads for torch and DGL (default: all cores)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -262,8 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=2023)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--preset", default="faithful", help="faithful (reference values) or a method's named preset")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a hyperparameter, e.g. model.layers=3 or train.lr=1e-4 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a hyperparameter, e.g. model.layers=3 or train.lr=1e-4 (repeatable)",
+    )
     p.add_argument("--data", help="canonical dataset folder (default resources/datasets/<dataset>)")
     p.add_argument("--text", help="LLM-stage folder with embeddings.npz (default resources/llm/<dataset>)")
     p.add_argument("--out", help="run record path (default results/runs/<dataset>/<variant>/seed<seed>.json)")
@@ -278,8 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True)
     p.add_argument("--dataset", required=True)
     p.add_argument("--preset", default="faithful")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="fixed overrides applied to every trial (the search space is sampled on top)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="fixed overrides applied to every trial (the search space is sampled on top)",
+    )
     p.add_argument("--trials", type=int, default=8, help="finished trials in the whole study (all workers)")
     p.add_argument("--timeout", type=float, help="wall-time budget of each worker, in seconds")
     p.add_argument("--seed", type=int, default=2023, help="sampler seed (worker i uses seed + i) and training seed")
@@ -318,13 +363,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_cmd_table1)
 
-    for name, what in (("table2", "overall performance, grouped by backbone, with improvements and significance"),
-                       ("table3", "ablation table (rows in the order of --variants)"),
-                       ("efficiency", "time per epoch, epochs and peak memory"),
-                       ("sparsity", "metrics by user group of training-interaction count, with a plot")):
+    for name, what in (
+        ("table2", "overall performance, grouped by backbone, with improvements and significance"),
+        ("table3", "ablation table (rows in the order of --variants)"),
+        ("efficiency", "time per epoch, epochs and peak memory"),
+        ("sparsity", "metrics by user group of training-interaction count, with a plot"),
+    ):
         p = sub.add_parser(name, help=f"{what}, from run records")
         p.add_argument("runs", nargs="+", type=Path, help="run records (JSON)")
-        p.add_argument("--variants", required=True, help="JSON object: variant -> {label, group, baseline}, in row order")
+        p.add_argument(
+            "--variants", required=True, help="JSON object: variant -> {label, group, baseline}, in row order"
+        )
         p.add_argument("--tuning", help="JSON object describing the tuning budget (omit when not tuned)")
         p.add_argument("--out", type=Path, required=True)
         if name == "table2":
@@ -360,8 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:  # before torch and DGL are imported, which read these once
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[name] = str(args.threads)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         args.func(args)
     except (ValueError, KeyError, RuntimeError, FileNotFoundError) as err:

@@ -39,21 +39,48 @@ def compare(records: list[dict], reference: dict, tolerance: float) -> tuple[str
             rel = (mean - ref_value) / ref_value
             ok = abs(rel) <= tolerance
             all_ok &= ok
-            rows.append([variant, dataset, short_metric(metric), f"{ref_value:.4f}",
-                         f"{mean:.4f}" + (f" ± {std:.4f}" if len(runs) > 1 else ""), f"{rel:+.1%}",
-                         "yes" if ok else "**no**"])
+            rows.append(
+                [
+                    variant,
+                    dataset,
+                    short_metric(metric),
+                    f"{ref_value:.4f}",
+                    f"{mean:.4f}" + (f" ± {std:.4f}" if len(runs) > 1 else ""),
+                    f"{rel:+.1%}",
+                    "yes" if ok else "**no**",
+                ]
+            )
         if "seconds_per_epoch" in entry:
             ours = sum(r["seconds_per_epoch"] for r in runs) / len(runs)
-            rows.append([variant, dataset, "s/epoch", f"{entry['seconds_per_epoch']:.2f}", f"{ours:.2f}",
-                         f"{entry['seconds_per_epoch'] / ours:.1f}x faster", ""])
+            rows.append(
+                [
+                    variant,
+                    dataset,
+                    "s/epoch",
+                    f"{entry['seconds_per_epoch']:.2f}",
+                    f"{ours:.2f}",
+                    f"{entry['seconds_per_epoch'] / ours:.1f}x faster",
+                    "",
+                ]
+            )
     if not rows:
         pairs = ", ".join(sorted(f"{variant} on {dataset}" for variant, dataset in groups))
-        return (f"# Reference vs ours\n\nNo numbers measured with the reference code exist for these runs ({pairs}); "
-                "the available ones are listed in config/reference_numbers.yaml.\n", True)
-    table = tabulate(rows, headers=["Method", "Dataset", "Metric", "Reference", "Ours", "Difference",
-                                    f"Within {tolerance:.0%}"], tablefmt="github", disable_numparse=True)
+        return (
+            f"# Reference vs ours\n\nNo numbers measured with the reference code exist for these runs ({pairs}); "
+            "the available ones are listed in config/reference_numbers.yaml.\n",
+            True,
+        )
+    table = tabulate(
+        rows,
+        headers=["Method", "Dataset", "Metric", "Reference", "Ours", "Difference", f"Within {tolerance:.0%}"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
     seeds = sorted({r["seed"] for r in records})
-    text = (f"# Reference vs ours\n\n{table}\n\nOurs: test metrics at the best validation epoch, seeds "
-            f"{', '.join(map(str, seeds))}. Difference is relative to the reference.\n\nReference sources:\n"
-            + "\n".join(sources) + "\n")
+    text = (
+        f"# Reference vs ours\n\n{table}\n\nOurs: test metrics at the best validation epoch, seeds "
+        f"{', '.join(map(str, seeds))}. Difference is relative to the reference.\n\nReference sources:\n"
+        + "\n".join(sources)
+        + "\n"
+    )
     return text, all_ok

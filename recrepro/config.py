@@ -93,8 +93,15 @@ def _differences(resolved: BaseModel, reference: BaseModel, section: str) -> lis
     ]
 
 
-def resolve_config(method: str, dataset: str, *, seed: int = 2023, device: str = "cpu", preset: str = "faithful",
-                   overrides: dict[str, dict[str, Any]] | None = None) -> RunConfig:
+def resolve_config(
+    method: str,
+    dataset: str,
+    *,
+    seed: int = 2023,
+    device: str = "cpu",
+    preset: str = "faithful",
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> RunConfig:
     """Resolve the full configuration of one run and name its deviations from the reference."""
     cls = get_method(method)
     overrides = overrides or {}
@@ -109,8 +116,11 @@ def resolve_config(method: str, dataset: str, *, seed: int = 2023, device: str =
     preset_values = cls.presets.get(preset, {})
     model_reference = _validated(cls.Params, model_ref, f"{method} model")
     train_reference = _validated(TrainParams, train_ref, "train")
-    model = _validated(cls.Params, {**model_ref, **preset_values.get(dataset, preset_values.get("*", {})),
-                                    **overrides.get("model", {})}, f"{method} model")
+    model = _validated(
+        cls.Params,
+        {**model_ref, **preset_values.get(dataset, preset_values.get("*", {})), **overrides.get("model", {})},
+        f"{method} model",
+    )
     train = _validated(TrainParams, {**train_ref, **overrides.get("train", {})}, "train")
 
     deviations = list(cls.known_deviations)
@@ -118,5 +128,13 @@ def resolve_config(method: str, dataset: str, *, seed: int = 2023, device: str =
         deviations.append(f"no reference config for dataset {dataset!r}: the reference's top-level values are used")
         deviations += cls.top_level_notes
     deviations += _differences(model, model_reference, "model") + _differences(train, train_reference, "train")
-    return RunConfig(method=method, dataset=dataset, seed=seed, device=device, preset=preset, train=train,
-                     model=model.model_dump(), deviations=tuple(deviations))
+    return RunConfig(
+        method=method,
+        dataset=dataset,
+        seed=seed,
+        device=device,
+        preset=preset,
+        train=train,
+        model=model.model_dump(),
+        deviations=tuple(deviations),
+    )

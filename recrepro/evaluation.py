@@ -38,8 +38,10 @@ class EvalResult:
 def _csr_tensors(matrix: sp.csr_matrix, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     matrix = matrix.tocsr()
     matrix.sort_indices()
-    return (torch.from_numpy(matrix.indptr.astype(np.int64)).to(device),
-            torch.from_numpy(matrix.indices.astype(np.int64)).to(device))
+    return (
+        torch.from_numpy(matrix.indptr.astype(np.int64)).to(device),
+        torch.from_numpy(matrix.indices.astype(np.int64)).to(device),
+    )
 
 
 class Evaluator:
@@ -52,8 +54,14 @@ class Evaluator:
         batch_size: users scored at once (the reference uses 1024).
     """
 
-    def __init__(self, train: sp.csr_matrix, target: sp.csr_matrix, ks: tuple[int, ...] = DEFAULT_KS,
-                 batch_size: int = 1024, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        train: sp.csr_matrix,
+        target: sp.csr_matrix,
+        ks: tuple[int, ...] = DEFAULT_KS,
+        batch_size: int = 1024,
+        device: torch.device | str = "cpu",
+    ) -> None:
         if train.shape != target.shape:
             raise ValueError(f"train {train.shape} and target {target.shape} matrices differ in shape")
         self.device = torch.device(device)
@@ -74,7 +82,8 @@ class Evaluator:
         starts, counts = ptr[users], ptr[users + 1] - ptr[users]
         rows = torch.repeat_interleave(torch.arange(len(users), device=self.device), counts)
         offsets = torch.arange(int(counts.sum()), device=self.device) - torch.repeat_interleave(
-            torch.cumsum(counts, 0) - counts, counts)
+            torch.cumsum(counts, 0) - counts, counts
+        )
         return rows, idx[torch.repeat_interleave(starts, counts) + offsets]
 
     @torch.no_grad()
@@ -84,13 +93,13 @@ class Evaluator:
         per_user = {f"{m}@{k}": np.empty(len(self.users)) for m in ("recall", "ndcg") for k in self.ks}
         item_emb = item_emb.to(self.device)
         for start in range(0, len(self.users), self.batch_size):
-            users = torch.from_numpy(self.users[start:start + self.batch_size]).to(self.device)
+            users = torch.from_numpy(self.users[start : start + self.batch_size]).to(self.device)
             scores = user_emb[users].to(self.device) @ item_emb.T
             rows, items = self._rows(self._train_ptr, self._train_idx, users)
             scores[rows, items] = -torch.inf
             top = torch.topk(scores, k=min(max_k, self.n_items), dim=1).indices
             hits = self._hits(users, top)
-            n_target = self._n_target[start:start + len(users)].double()
+            n_target = self._n_target[start : start + len(users)].double()
             for k in self.ks:
                 hit_k = hits[:, :k]
                 dcg = (hit_k * self._discount[: hit_k.shape[1]]).sum(1)

@@ -60,4 +60,4 @@ class InteractionGraph:
 
     def split(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Split node rows into (user rows, item rows)."""
-        return embeddings[: self.n_users], embeddings[self.n_users:]
+        return embeddings[: self.n_users], embeddings[self.n_users :]

@@ -114,8 +114,9 @@ class GraphEncoderMethod(Method):
         """The training forward pass, and any state the extra terms need (e.g. masked nodes)."""
         return self.encoder(), {}
 
-    def extra_terms(self, encoded: Encoded, state: dict[str, Any], users: torch.Tensor, pos: torch.Tensor,
-                    neg: torch.Tensor) -> dict[str, torch.Tensor]:
+    def extra_terms(
+        self, encoded: Encoded, state: dict[str, Any], users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Weighted loss terms of an add-on (already multiplied by their weights)."""
         return {}
 
@@ -124,8 +125,10 @@ class GraphEncoderMethod(Method):
 
         encoded, state = self.encode_for_training()
         user_emb, item_emb = self.inputs.graph.split(encoded.nodes)
-        terms = {"bpr": bpr_loss(user_emb[users], item_emb[pos], item_emb[neg]),
-                 "reg": self.params.reg_weight * l2_all_parameters(self)}
+        terms = {
+            "bpr": bpr_loss(user_emb[users], item_emb[pos], item_emb[neg]),
+            "reg": self.params.reg_weight * l2_all_parameters(self),
+        }
         terms.update(self.encoder.auxiliary_terms(encoded, users, pos))
         terms.update(self.extra_terms(encoded, state, users, pos, neg))
         terms["loss"] = sum(terms.values())

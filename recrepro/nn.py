@@ -58,8 +58,13 @@ class _CosineLogSumExp(torch.autograd.Function):
         return scaled @ c, scaled.T @ a, None, None
 
 
-def info_nce(anchor: torch.Tensor, positive: torch.Tensor, candidates: torch.Tensor, temperature: float,
-             counts: torch.Tensor | None = None) -> torch.Tensor:
+def info_nce(
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    candidates: torch.Tensor,
+    temperature: float,
+    counts: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The reference's ``cal_infonce_loss``: sum over rows of -cos(a, p)/t + log sum_c exp(cos(a, c)/t), with
     L2 normalisation by sqrt(|x|^2 + 1e-8); the positive must be among the candidates. Returns a **sum**.
 
@@ -86,8 +91,9 @@ def _ssl_con_rows(x_rows: torch.Tensor, y_rows: torch.Tensor, y: torch.Tensor, t
     return -torch.log(positive / (total + 1e-8) + 1e-8).sum()
 
 
-def chunked_ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0,
-                         chunk_size: int = 2048) -> torch.Tensor:
+def chunked_ssl_con_loss(
+    x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0, chunk_size: int = 2048
+) -> torch.Tensor:
     """:func:`ssl_con_loss` computed over blocks of ``chunk_size`` rows, each recomputed in the backward pass
     (activation checkpointing), so memory is O(chunk_size x N) instead of O(N^2) with the same value and
     gradient."""
@@ -96,8 +102,7 @@ def chunked_ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temperature: float = 
     for start in range(0, x.shape[0], chunk_size):
         stop = start + chunk_size
         if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
-            total = total + checkpoint(_ssl_con_rows, x[start:stop], y[start:stop], y, temperature,
-                                       use_reentrant=False)
+            total = total + checkpoint(_ssl_con_rows, x[start:stop], y[start:stop], y, temperature, use_reentrant=False)
         else:
             total = total + _ssl_con_rows(x[start:stop], y[start:stop], y, temperature)
     return total / x.shape[0]
@@ -123,8 +128,7 @@ def intent_aware(embeddings: torch.Tensor, prototypes: torch.Tensor) -> torch.Te
     return torch.softmax(embeddings @ prototypes, dim=1) @ prototypes.T
 
 
-def weighted_propagate(graph: dgl.DGLGraph, similarity_features: torch.Tensor,
-                       features: torch.Tensor) -> torch.Tensor:
+def weighted_propagate(graph: dgl.DGLGraph, similarity_features: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     """DCCF's adaptive augmentation: r = G x with G[h, t] = a_ht / sum_t' a_ht' and a_ht = (1 + cos(c_h, c_t)) / 2
     over the graph's edges (messages flow t -> h); rows whose weights sum to 0 give 0.
 
@@ -156,8 +160,15 @@ class TextAlignment(nn.Module):
     multiplicity, which gives the reference's values and gradients without projecting every item at every step.
     """
 
-    def __init__(self, user_text: torch.Tensor, item_text: torch.Tensor, out_dim: int, weight: float,
-                 temperature: float, projector: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        user_text: torch.Tensor,
+        item_text: torch.Tensor,
+        out_dim: int,
+        weight: float,
+        temperature: float,
+        projector: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.register_buffer("user_text", user_text, persistent=False)
         self.register_buffer("item_text", item_text, persistent=False)
@@ -174,11 +185,15 @@ class TextAlignment(nn.Module):
         projected = self.projector(self.item_text[distinct])
         return info_nce(item_emb[items], projected[inverse], projected, self.temperature, counts)
 
-    def forward(self, user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
-                neg: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
+    ) -> torch.Tensor:
         projected_users = self.project_users()
-        total = (info_nce(user_emb[users], projected_users[users], projected_users, self.temperature)
-                 + self._in_batch(item_emb, pos) + self._in_batch(item_emb, neg))
+        total = (
+            info_nce(user_emb[users], projected_users[users], projected_users, self.temperature)
+            + self._in_batch(item_emb, pos)
+            + self._in_batch(item_emb, neg)
+        )
         return self.weight * total / len(users)
 
 
@@ -186,5 +201,7 @@ def text_tensors(method_inputs, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(user, item) text embeddings of ``kind`` ("profile" or "intent") as float32 tensors on the device."""
     text = method_inputs.extra("text")
     device = method_inputs.device
-    return (torch.from_numpy(getattr(text, f"user_{kind}")).to(device),
-            torch.from_numpy(getattr(text, f"item_{kind}")).to(device))
+    return (
+        torch.from_numpy(getattr(text, f"user_{kind}")).to(device),
+        torch.from_numpy(getattr(text, f"item_{kind}")).to(device),
+    )

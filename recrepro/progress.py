@@ -10,5 +10,12 @@ from tqdm import tqdm
 def progress_bar(total: int | None, desc: str, unit: str, enabled: bool | None = None, **kwargs) -> tqdm:
     """A tqdm bar; ``enabled=None`` means on (throttled when stderr is not a terminal)."""
     interactive = sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, disable=enabled is False, mininterval=0.5 if interactive else 30,
-                dynamic_ncols=interactive, **kwargs)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=enabled is False,
+        mininterval=0.5 if interactive else 30,
+        dynamic_ncols=interactive,
+        **kwargs,
+    )

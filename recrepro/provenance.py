@@ -10,12 +10,25 @@ from importlib import metadata
 
 from recrepro.paths import REPO_ROOT
 
-TRACKED_PACKAGES = ("torch", "dgl", "numpy", "scipy", "pandas", "optuna", "snakemake", "litellm", "tabulate",
-                    "transformers", "sentence-transformers", "recrepro")
+TRACKED_PACKAGES = (
+    "torch",
+    "dgl",
+    "numpy",
+    "scipy",
+    "pandas",
+    "optuna",
+    "snakemake",
+    "litellm",
+    "tabulate",
+    "transformers",
+    "sentence-transformers",
+    "recrepro",
+)
 
 
 def git_commit() -> dict[str, object]:
     """The checkout's commit and whether it has uncommitted changes (``unknown`` outside a git checkout)."""
+
     def run(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
 
@@ -45,6 +58,6 @@ def provenance() -> dict[str, object]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "argv": sys.argv,
     }

@@ -12,15 +12,19 @@ from recrepro.tables import METRIC_COLUMNS, short_metric
 
 def collect(records: list[dict]) -> dict[str, dict[str, float]]:
     """``{"<variant>/<dataset>/seed<seed>": {metric: value}}`` of the test metrics."""
-    return {f"{r['variant']}/{r['dataset']}/seed{r['seed']}": {m: r["metrics"]["test"][m] for m in METRIC_COLUMNS}
-            for r in records}
+    return {
+        f"{r['variant']}/{r['dataset']}/seed{r['seed']}": {m: r["metrics"]["test"][m] for m in METRIC_COLUMNS}
+        for r in records
+    }
 
 
 def write_expected(path: Path, records: list[dict], tolerance: float) -> None:
     """Record the current metrics as the expected ones (a deliberate refresh)."""
-    payload = {"tolerance_abs": tolerance,
-               "note": "refresh on purpose with: recrepro regression update <runs> --expected <this file>",
-               "runs": collect(records)}
+    payload = {
+        "tolerance_abs": tolerance,
+        "note": "refresh on purpose with: recrepro regression update <runs> --expected <this file>",
+        "runs": collect(records),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
@@ -47,9 +51,18 @@ def check(records: list[dict], expected_path: Path) -> tuple[bool, str]:
     rows += [[run, "–", "–", "–", "–", "NOT EXPECTED"] for run in unexpected]
     ok &= not unexpected
     if ok:
-        return True, f"all {sum(len(m) for m in expected['runs'].values())} metrics within ±{tolerance} of {expected_path}"
-    table = tabulate(rows, headers=["run", "metric", "expected", "actual", "drift", "status"], tablefmt="github",
-                     disable_numparse=True)
-    return False, (f"regression check failed against {expected_path} (tolerance ±{tolerance}):\n\n{table}\n\n"
-                   "If the change is intended, refresh the expected values: "
-                   f"recrepro regression update <runs> --expected {expected_path}")
+        return (
+            True,
+            f"all {sum(len(m) for m in expected['runs'].values())} metrics within ±{tolerance} of {expected_path}",
+        )
+    table = tabulate(
+        rows,
+        headers=["run", "metric", "expected", "actual", "drift", "status"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
+    return False, (
+        f"regression check failed against {expected_path} (tolerance ±{tolerance}):\n\n{table}\n\n"
+        "If the change is intended, refresh the expected values: "
+        f"recrepro regression update <runs> --expected {expected_path}"
+    )

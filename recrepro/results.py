@@ -50,5 +50,5 @@ def read_per_user(path: Path, part: str = "test") -> tuple[np.ndarray, dict[str,
     with np.load(per_user_path(Path(path))) as npz:
         prefix = f"{part}_"
         users = npz[f"{part}_users"]
-        metrics = {k[len(prefix):]: npz[k] for k in npz.files if k.startswith(prefix) and k != f"{part}_users"}
+        metrics = {k[len(prefix) :]: npz[k] for k in npz.files if k.startswith(prefix) and k != f"{part}_users"}
     return users, metrics

@@ -27,7 +27,8 @@ class Comparison:
 
     def marks(self) -> str:
         return ("†" if self.p_seeds is not None and self.p_seeds < ALPHA else "") + (
-            "*" if self.p_users is not None and self.p_users < ALPHA else "")
+            "*" if self.p_users is not None and self.p_users < ALPHA else ""
+        )
 
 
 def paired_seeds_p(addon: Sequence[float], base: Sequence[float]) -> float | None:
@@ -48,8 +49,9 @@ def paired_users_p(addon: np.ndarray, base: np.ndarray) -> float | None:
     return float(stats.wilcoxon(addon, base, zero_method="wilcox").pvalue)
 
 
-def compare(addon_runs: Sequence[float], base_runs: Sequence[float], addon_users: np.ndarray,
-            base_users: np.ndarray) -> Comparison:
+def compare(
+    addon_runs: Sequence[float], base_runs: Sequence[float], addon_users: np.ndarray, base_users: np.ndarray
+) -> Comparison:
     """Relative improvement of the mean and both paired tests.
 
     Args:

@@ -45,13 +45,27 @@ def table1(meta_files: Iterable[Path]) -> str:
         s = meta["stats"]
         total = s["train"] + s["val"] + s["test"]
         card = load_card(meta["name"])
-        rows.append([card.title, f"{s['users']:,}", f"{s['items']:,}", f"{total:,}",
-                     f"{s['train']:,} / {s['val']:,} / {s['test']:,}", f"{total / (s['users'] * s['items']):.2e}"])
-    table = tabulate(rows, headers=["Dataset", "#Users", "#Items", "#Interactions", "Train / Val / Test", "Density"],
-                     tablefmt="github", colalign=("left", "right", "right", "right", "right", "right"))
-    return ("# Table 1: dataset statistics\n\n" + table + "\n\n"
-            "Density = interactions / (users x items), over all three parts. Statistics are checked against each "
-            "dataset's card (datasets/<name>.yaml) when the data is loaded.\n")
+        rows.append(
+            [
+                card.title,
+                f"{s['users']:,}",
+                f"{s['items']:,}",
+                f"{total:,}",
+                f"{s['train']:,} / {s['val']:,} / {s['test']:,}",
+                f"{total / (s['users'] * s['items']):.2e}",
+            ]
+        )
+    table = tabulate(
+        rows,
+        headers=["Dataset", "#Users", "#Items", "#Interactions", "Train / Val / Test", "Density"],
+        tablefmt="github",
+        colalign=("left", "right", "right", "right", "right", "right"),
+    )
+    return (
+        "# Table 1: dataset statistics\n\n" + table + "\n\n"
+        "Density = interactions / (users x items), over all three parts. Statistics are checked against each "
+        "dataset's card (datasets/<name>.yaml) when the data is loaded.\n"
+    )
 
 
 # --------------------------------------------------------------------------------------------- run collections
@@ -127,8 +141,9 @@ def metric_table(runs: Runs, variants: dict[str, dict], order: list[str]) -> str
         for dataset in runs.datasets:
             for metric in METRIC_COLUMNS:
                 values = runs.metric(variant, dataset, metric)
-                row.append(_format(*mean_std(values), len(values), marks.get((variant, dataset, metric)))
-                           if values else "–")
+                row.append(
+                    _format(*mean_std(values), len(values), marks.get((variant, dataset, metric))) if values else "–"
+                )
         rows.append(row)
     return markdown(rows, headers)
 
@@ -151,16 +166,19 @@ def improvement_table(runs: Runs, variants: dict[str, dict], order: list[str]) -
             for metric in METRIC_COLUMNS:
                 _, addon_users = runs.per_user(variant, dataset, metric)
                 _, base_users = runs.per_user(base, dataset, metric)
-                c = compare(runs.metric(variant, dataset, metric), runs.metric(base, dataset, metric), addon_users,
-                            base_users)
+                c = compare(
+                    runs.metric(variant, dataset, metric), runs.metric(base, dataset, metric), addon_users, base_users
+                )
                 row.append(f"{c.relative:+.1%}{c.marks()}")
         rows.append(row)
     if not rows:
         return ""
-    return (markdown(rows, headers) + f"\n\nRelative improvement of the mean over the baseline variant. † p < {ALPHA} "
-            "in a two-sided paired t-test over seeds (needs at least two seeds); * p < "
-            f"{ALPHA} in a two-sided Wilcoxon signed-rank test over test users (per-user values averaged over seeds). "
-            "No correction for multiple comparisons.")
+    return (
+        markdown(rows, headers) + f"\n\nRelative improvement of the mean over the baseline variant. † p < {ALPHA} "
+        "in a two-sided paired t-test over seeds (needs at least two seeds); * p < "
+        f"{ALPHA} in a two-sided Wilcoxon signed-rank test over test users (per-user values averaged over seeds). "
+        "No correction for multiple comparisons."
+    )
 
 
 # --------------------------------------------------------------------------------------------------- footers
@@ -173,17 +191,25 @@ def _text_models(records: list[dict]) -> list[str]:
 def footer(records: list[dict], variants: dict[str, dict], tuning: dict | None, extra: list[str] = ()) -> str:
     """Provenance, protocol, tuning budget and every deviation from the reference."""
     seeds = sorted({r["seed"] for r in records})
-    commits = sorted({r["provenance"]["git"]["commit"][:12] + ("+dirty" if r["provenance"]["git"]["dirty"] else "")
-                      for r in records})
+    commits = sorted(
+        {r["provenance"]["git"]["commit"][:12] + ("+dirty" if r["provenance"]["git"]["dirty"] else "") for r in records}
+    )
     checksums = sorted({f"{r['dataset']} {r['dataset_sha256'][:12]}" for r in records})
     packages = records[0]["provenance"]["packages"] if records else {}
-    presets = sorted({f"{variants.get(r['variant'], {}).get('label', r['variant'])}: {r['preset']}" for r in records
-                      if r["preset"] != "faithful"})
+    presets = sorted(
+        {
+            f"{variants.get(r['variant'], {}).get('label', r['variant'])}: {r['preset']}"
+            for r in records
+            if r["preset"] != "faithful"
+        }
+    )
     if tuning:
-        budget = (f"Optuna TPE on validation Recall@20, {tuning['trials']} trials per method and dataset "
-                  f"({tuning['workers']} workers, at most {tuning['max_epochs']} epochs per trial"
-                  + (f", {tuning['timeout_s']} s per worker" if tuning.get("timeout_s") else "")
-                  + "), the same budget for every method; final runs use the best trial's hyperparameters")
+        budget = (
+            f"Optuna TPE on validation Recall@20, {tuning['trials']} trials per method and dataset "
+            f"({tuning['workers']} workers, at most {tuning['max_epochs']} epochs per trial"
+            + (f", {tuning['timeout_s']} s per worker" if tuning.get("timeout_s") else "")
+            + "), the same budget for every method; final runs use the best trial's hyperparameters"
+        )
     else:
         budget = "not tuned: every method uses the reference implementation's released hyperparameters (faithful)"
     lines = [
@@ -200,8 +226,9 @@ def footer(records: list[dict], variants: dict[str, dict], tuning: dict | None, 
         f"- Packages: {', '.join(f'{k} {v}' for k, v in packages.items() if v != 'not installed')}",
         *[f"- {line}" for line in extra],
     ]
-    deviations = sorted({(variants.get(r["variant"], {}).get("label", r["variant"]), d) for r in records
-                         for d in r["deviations"]})
+    deviations = sorted(
+        {(variants.get(r["variant"], {}).get("label", r["variant"]), d) for r in records for d in r["deviations"]}
+    )
     if deviations:
         lines += ["", "Deviations from the reference configuration, per variant:"]
         lines += [f"- {variant}: {text}" for variant, text in deviations]
@@ -239,16 +266,48 @@ def efficiency_table(runs: Runs, variants: dict[str, dict]) -> str:
             records = runs.get(variant, dataset)
             if not records:
                 continue
-            mean = lambda key: float(np.mean([r[key] for r in records]))  # noqa: E731
-            rows.append([variants[variant].get("label", variant), dataset, f"{mean('seconds_per_epoch'):.3f}",
-                         f"{mean('seconds_per_validation'):.3f}", f"{mean('best_epoch'):.0f}", f"{mean('epochs_run'):.0f}",
-                         f"{mean('train_seconds'):.0f}", f"{mean('peak_rss_mb'):.0f}",
-                         f"{records[0]['n_parameters']:,}", records[0]["device"]])
-    headers = ["Method", "Dataset", "s/epoch", "s/validation", "best epoch", "epochs run", "train s", "peak RSS (MB)",
-               "#params", "device"]
-    return ("# Efficiency\n\n" + markdown(rows, headers) + "\n\nMeans over seeds of the final runs. Time per epoch "
-            "is training only (negative sampling, forward, backward, optimizer); validation is timed separately. Peak "
-            "RSS is the training process's maximum resident memory (ru_maxrss), including the Python runtime.\n")
+            mean = {
+                key: float(np.mean([r[key] for r in records]))
+                for key in (
+                    "seconds_per_epoch",
+                    "seconds_per_validation",
+                    "best_epoch",
+                    "epochs_run",
+                    "train_seconds",
+                    "peak_rss_mb",
+                )
+            }
+            rows.append(
+                [
+                    variants[variant].get("label", variant),
+                    dataset,
+                    f"{mean['seconds_per_epoch']:.3f}",
+                    f"{mean['seconds_per_validation']:.3f}",
+                    f"{mean['best_epoch']:.0f}",
+                    f"{mean['epochs_run']:.0f}",
+                    f"{mean['train_seconds']:.0f}",
+                    f"{mean['peak_rss_mb']:.0f}",
+                    f"{records[0]['n_parameters']:,}",
+                    records[0]["device"],
+                ]
+            )
+    headers = [
+        "Method",
+        "Dataset",
+        "s/epoch",
+        "s/validation",
+        "best epoch",
+        "epochs run",
+        "train s",
+        "peak RSS (MB)",
+        "#params",
+        "device",
+    ]
+    return (
+        "# Efficiency\n\n" + markdown(rows, headers) + "\n\nMeans over seeds of the final runs. Time per epoch "
+        "is training only (negative sampling, forward, backward, optimizer); validation is timed separately. Peak "
+        "RSS is the training process's maximum resident memory (ru_maxrss), including the Python runtime.\n"
+    )
 
 
 # --------------------------------------------------------------------------------------------------- sparsity
@@ -274,8 +333,13 @@ def user_groups(train_counts: np.ndarray, users: np.ndarray, bins: tuple[int, ..
     return groups
 
 
-def sparsity(runs: Runs, variants: dict[str, dict], train_counts: dict[str, np.ndarray],
-             bins: dict[str, tuple[int, ...] | None], plot_path: Path | None = None) -> str:
+def sparsity(
+    runs: Runs,
+    variants: dict[str, dict],
+    train_counts: dict[str, np.ndarray],
+    bins: dict[str, tuple[int, ...] | None],
+    plot_path: Path | None = None,
+) -> str:
     """Recall@20 and NDCG@20 per user group and variant (mean over seeds), and a plot of them."""
     sections, plot_data = ["# Sparsity analysis", ""], {}
     for dataset in runs.datasets:
@@ -284,7 +348,9 @@ def sparsity(runs: Runs, variants: dict[str, dict], train_counts: dict[str, np.n
             continue
         users, _ = runs.per_user(present[0], dataset, "recall@20")
         groups = user_groups(train_counts[dataset], users, bins.get(dataset))
-        headers = ["Group", "#users"] + [f"{variants[v].get('label', v)} {m}" for v in present for m in ("R@20", "N@20")]
+        headers = ["Group", "#users"] + [
+            f"{variants[v].get('label', v)} {m}" for v in present for m in ("R@20", "N@20")
+        ]
         rows = []
         for name, group in groups.items():
             row = [name, f"{int(group['mask'].sum()):,}"]
@@ -298,9 +364,11 @@ def sparsity(runs: Runs, variants: dict[str, dict], train_counts: dict[str, np.n
             rows.append(row)
         plot_data.setdefault(dataset, {})["groups"] = [n for n, g in groups.items() if g["kind"] == "quartile"]
         sections += [f"## {dataset}", "", markdown(rows, headers), ""]
-    sections.append("Users with at least one test item, grouped by their number of training interactions: quartiles "
-                    "(Q1 = sparsest) and the dataset card's fixed bins. Test metrics, per-user values averaged over "
-                    "seeds, then over the group's users.")
+    sections.append(
+        "Users with at least one test item, grouped by their number of training interactions: quartiles "
+        "(Q1 = sparsest) and the dataset card's fixed bins. Test metrics, per-user values averaged over "
+        "seeds, then over the group's users."
+    )
     if plot_path is not None:
         _plot_sparsity(plot_data, variants, plot_path)
         sections.append(f"\n![Recall@20 and NDCG@20 by user group]({plot_path.name})")

@@ -26,8 +26,8 @@ from recrepro.data.canonical import InteractionData
 from recrepro.evaluation import EvalResult, Evaluator
 from recrepro.graph import InteractionGraph
 from recrepro.method import Method, MethodInputs
-from recrepro.registry import get_method
 from recrepro.progress import progress_bar
+from recrepro.registry import get_method
 from recrepro.sampling import NegativeSampler
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,9 @@ class RunOutcome:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def build_model(config: RunConfig, data: InteractionData, device: torch.device,
-                extras_loader: ExtrasLoader | None = None) -> Method:
+def build_model(
+    config: RunConfig, data: InteractionData, device: torch.device, extras_loader: ExtrasLoader | None = None
+) -> Method:
     """Instantiate the configured method on ``data`` with the side inputs it declares."""
     cls = get_method(config.method)
     extras = {}
@@ -110,8 +111,15 @@ class _Checkpoint:
         tmp.replace(self.path)
 
 
-def _train_epoch(model: Method, optimizer: torch.optim.Optimizer, sampler: NegativeSampler, rng: np.random.Generator,
-                 tp, device: torch.device, where: str) -> dict[str, float]:
+def _train_epoch(
+    model: Method,
+    optimizer: torch.optim.Optimizer,
+    sampler: NegativeSampler,
+    rng: np.random.Generator,
+    tp,
+    device: torch.device,
+    where: str,
+) -> dict[str, float]:
     """One shuffled pass over the training pairs with fresh negatives; returns the mean of each loss term."""
     model.train()
     users, items = torch.from_numpy(sampler.users), torch.from_numpy(sampler.items)
@@ -121,11 +129,12 @@ def _train_epoch(model: Method, optimizer: torch.optim.Optimizer, sampler: Negat
     sums: dict[str, torch.Tensor] = {}
     n_batches = 0
     for begin in range(0, stop, tp.batch_size):
-        idx = order[begin:begin + tp.batch_size]
+        idx = order[begin : begin + tp.batch_size]
         terms = model.loss(users[idx].to(device), items[idx].to(device), negatives[idx].to(device))
         if not torch.isfinite(terms["loss"]):
-            raise TrainingError(f"{where}, batch {n_batches}: non-finite loss; terms: "
-                                f"{ {k: float(v) for k, v in terms.items()} }")
+            raise TrainingError(
+                f"{where}, batch {n_batches}: non-finite loss; terms: { {k: float(v) for k, v in terms.items()} }"
+            )
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimizer.step()
@@ -135,9 +144,16 @@ def _train_epoch(model: Method, optimizer: torch.optim.Optimizer, sampler: Negat
     return {name: float(total) / max(n_batches, 1) for name, total in sums.items()}
 
 
-def train_run(config: RunConfig, data: InteractionData, *, extras_loader: ExtrasLoader | None = None,
-              on_validation: ValidationHook | None = None, evaluate_test: bool = True,
-              checkpoint: Path | None = None, progress: bool | None = None) -> RunOutcome:
+def train_run(
+    config: RunConfig,
+    data: InteractionData,
+    *,
+    extras_loader: ExtrasLoader | None = None,
+    on_validation: ValidationHook | None = None,
+    evaluate_test: bool = True,
+    checkpoint: Path | None = None,
+    progress: bool | None = None,
+) -> RunOutcome:
     """Train one configured method on ``data``.
 
     Args:
@@ -153,14 +169,24 @@ def train_run(config: RunConfig, data: InteractionData, *, extras_loader: Extras
     tp = config.train
     model = build_model(config, data, device, extras_loader)
     side_inputs = {name: value.describe() for name, value in model.inputs.extras.items()}
-    deviations = list(config.deviations) + [value.deviation for value in model.inputs.extras.values()
-                                            if getattr(value, "deviation", None)]
+    deviations = list(config.deviations) + [
+        value.deviation for value in model.inputs.extras.values() if getattr(value, "deviation", None)
+    ]
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
     sampler = NegativeSampler(data)
     val_eval = Evaluator(data.train_csr, data.csr("val"), tp.ks, tp.eval_batch_size, device)
 
-    state = {"epoch": 0, "best_metric": -np.inf, "best_epoch": -1, "best_state": None, "bad_validations": 0,
-             "history": [], "train_seconds": 0.0, "eval_seconds": 0.0, "epochs_run": 0}
+    state = {
+        "epoch": 0,
+        "best_metric": -np.inf,
+        "best_epoch": -1,
+        "best_state": None,
+        "bad_validations": 0,
+        "history": [],
+        "train_seconds": 0.0,
+        "eval_seconds": 0.0,
+        "epochs_run": 0,
+    }
     ckpt = _Checkpoint(checkpoint, config)
     if (saved := ckpt.load()) is not None:
         model.load_state_dict(saved["model"])
@@ -181,8 +207,9 @@ def train_run(config: RunConfig, data: InteractionData, *, extras_loader: Extras
         state["epochs_run"] = epoch + 1
         state["epoch"] = epoch + 1
         bar.update(1)
-        bar.set_postfix(loss=f"{losses.get('loss', float('nan')):.4f}", best=f"{max(state['best_metric'], 0):.4f}",
-                        refresh=False)
+        bar.set_postfix(
+            loss=f"{losses.get('loss', float('nan')):.4f}", best=f"{max(state['best_metric'], 0):.4f}", refresh=False
+        )
 
         if epoch % tp.test_step != 0:
             continue
@@ -194,16 +221,34 @@ def train_run(config: RunConfig, data: InteractionData, *, extras_loader: Extras
         metric = result[tp.select_metric]
         improved = metric > state["best_metric"]
         if improved:
-            state.update(best_metric=metric, best_epoch=epoch, bad_validations=0,
-                         best_state=copy.deepcopy(model.state_dict()), best_val=result.means)
+            state.update(
+                best_metric=metric,
+                best_epoch=epoch,
+                bad_validations=0,
+                best_state=copy.deepcopy(model.state_dict()),
+                best_val=result.means,
+            )
         else:
             state["bad_validations"] += 1
         state["history"].append({"epoch": epoch, "losses": losses, "val": result.means})
-        log.info("epoch %d  loss %.5f  val %s %.5f%s", epoch, losses.get("loss", float("nan")), tp.select_metric,
-                 metric, "  (best)" if improved else "")
-        ckpt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                   "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                   "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [], "loop": state})
+        log.info(
+            "epoch %d  loss %.5f  val %s %.5f%s",
+            epoch,
+            losses.get("loss", float("nan")),
+            tp.select_metric,
+            metric,
+            "  (best)" if improved else "",
+        )
+        ckpt.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "numpy_rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                "loop": state,
+            }
+        )
         if on_validation is not None:
             on_validation(epoch, metric)
         if state["bad_validations"] >= tp.patience:

@@ -63,21 +63,29 @@ def open_storage(url: str, study_dir: Path):
         study_dir.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(study_dir / "journal.log")))
     if url.startswith("sqlite"):
-        raise ConfigError("SQLite storage is unsafe with parallel workers (Optuna FAQ); leave tuning.storage empty for "
-                          "a journal file, or give a PostgreSQL URL")
+        raise ConfigError(
+            "SQLite storage is unsafe with parallel workers (Optuna FAQ); leave tuning.storage empty for "
+            "a journal file, or give a PostgreSQL URL"
+        )
     return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
 
 
 def _pruner(settings: TuningSettings) -> optuna.pruners.BasePruner:
-    return optuna.pruners.MedianPruner(n_startup_trials=settings.pruner_startup_trials,
-                                       n_warmup_steps=settings.pruner_warmup_validations)
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=settings.pruner_startup_trials, n_warmup_steps=settings.pruner_warmup_validations
+    )
 
 
 def create_study(variant: str, dataset: str, settings: TuningSettings, study_dir: Path) -> optuna.Study:
     """Create the study if needed (idempotent)."""
-    return optuna.create_study(study_name=study_name(variant, dataset), storage=open_storage(settings.storage, study_dir),
-                               direction="maximize", load_if_exists=True, pruner=_pruner(settings),
-                               sampler=optuna.samplers.TPESampler(seed=settings.seed))
+    return optuna.create_study(
+        study_name=study_name(variant, dataset),
+        storage=open_storage(settings.storage, study_dir),
+        direction="maximize",
+        load_if_exists=True,
+        pruner=_pruner(settings),
+        sampler=optuna.samplers.TPESampler(seed=settings.seed),
+    )
 
 
 def sample_overrides(method: str, trial: optuna.Trial) -> dict[str, dict[str, Any]]:
@@ -117,8 +125,11 @@ class _SamplerState:
 
 def fail_stale_trials(study: optuna.Study, worker: int) -> list[int]:
     """Mark trials this worker left RUNNING (the worker was killed) as FAILED; returns their numbers."""
-    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-             if t.user_attrs.get("worker") == worker]
+    stale = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if t.user_attrs.get("worker") == worker
+    ]
     for trial in stale:
         study.tell(trial.number, state=TrialState.FAIL)
         log.warning("trial %d was left running by a stopped worker %d; marked as failed", trial.number, worker)
@@ -130,14 +141,28 @@ def worker_share(trials: int, workers: int, worker: int) -> int:
     return trials // workers + (worker < trials % workers)
 
 
-def run_worker(variant: str, method: str, dataset: str, data: InteractionData, settings: TuningSettings,
-               study_dir: Path, worker: int, workers: int, base_overrides: dict[str, dict[str, Any]] | None = None,
-               preset: str = "faithful", device: str = "cpu",
-               extras_loader: ExtrasLoader | None = None) -> dict[str, Any]:
+def run_worker(
+    variant: str,
+    method: str,
+    dataset: str,
+    data: InteractionData,
+    settings: TuningSettings,
+    study_dir: Path,
+    worker: int,
+    workers: int,
+    base_overrides: dict[str, dict[str, Any]] | None = None,
+    preset: str = "faithful",
+    device: str = "cpu",
+    extras_loader: ExtrasLoader | None = None,
+) -> dict[str, Any]:
     """Run this worker's share of the study's trials (or until its time is up), resuming after a restart."""
     state = _SamplerState(study_dir / f"sampler-{worker}.pkl", settings.seed + worker)
-    study = optuna.load_study(study_name=study_name(variant, dataset), storage=open_storage(settings.storage, study_dir),
-                              sampler=state.sampler, pruner=_pruner(settings))
+    study = optuna.load_study(
+        study_name=study_name(variant, dataset),
+        storage=open_storage(settings.storage, study_dir),
+        sampler=state.sampler,
+        pruner=_pruner(settings),
+    )
     failed = fail_stale_trials(study, worker)
 
     def objective(trial: optuna.Trial) -> float:
@@ -151,37 +176,57 @@ def run_worker(variant: str, method: str, dataset: str, data: InteractionData, s
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        outcome = train_run(config, data, extras_loader=extras_loader, on_validation=report, evaluate_test=False,
-                            progress=False)
+        outcome = train_run(
+            config, data, extras_loader=extras_loader, on_validation=report, evaluate_test=False, progress=False
+        )
         trial.set_user_attr("best_epoch", outcome.record["best_epoch"])
         return outcome.record["metrics"]["val"][config.train.select_metric]
 
     started = time.time()
-    done = sum(1 for t in study.get_trials(deepcopy=False) if t.state in FINISHED and t.user_attrs.get("worker") == worker)
+    done = sum(
+        1 for t in study.get_trials(deepcopy=False) if t.state in FINISHED and t.user_attrs.get("worker") == worker
+    )
     remaining = worker_share(settings.trials, workers, worker) - done
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, callbacks=[state.save], timeout=settings.timeout_s,
-                       gc_after_trial=True)
+        study.optimize(
+            objective, n_trials=remaining, callbacks=[state.save], timeout=settings.timeout_s, gc_after_trial=True
+        )
     mine = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker]
     return {"worker": worker, "trials": mine, "failed_stale": failed, "seconds": round(time.time() - started, 1)}
 
 
-def export_best(variant: str, dataset: str, method: str, settings: TuningSettings, study_dir: Path,
-                base_overrides: dict[str, dict[str, Any]] | None = None, preset: str = "faithful") -> dict[str, Any]:
+def export_best(
+    variant: str,
+    dataset: str,
+    method: str,
+    settings: TuningSettings,
+    study_dir: Path,
+    base_overrides: dict[str, dict[str, Any]] | None = None,
+    preset: str = "faithful",
+) -> dict[str, Any]:
     """The best trial's hyperparameters as overrides, with a summary of the study."""
-    study = optuna.load_study(study_name=study_name(variant, dataset), storage=open_storage(settings.storage, study_dir))
+    study = optuna.load_study(
+        study_name=study_name(variant, dataset), storage=open_storage(settings.storage, study_dir)
+    )
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise RuntimeError(f"study {study.study_name} has no complete trial; tune again with a larger budget")
     best = max(complete, key=lambda t: (t.value, -t.number))
     overrides = merge_overrides(base_overrides or {}, sample_overrides(method, optuna.trial.FixedTrial(best.params)))
-    counts = {state.name.lower(): sum(1 for t in study.get_trials(deepcopy=False) if t.state == state)
-              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    counts = {
+        state.name.lower(): sum(1 for t in study.get_trials(deepcopy=False) if t.state == state)
+        for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    }
     metric = resolve_config(method, dataset, preset=preset, overrides=overrides).train.select_metric
-    return {"study": study.study_name, "best_trial": best.number, "best_value": best.value,
-            "metric": f"validation {metric}",
-            "budget": {"trials": settings.trials, "timeout_s": settings.timeout_s}, "trials": counts,
-            "overrides": overrides}
+    return {
+        "study": study.study_name,
+        "best_trial": best.number,
+        "best_value": best.value,
+        "metric": f"validation {metric}",
+        "budget": {"trials": settings.trials, "timeout_s": settings.timeout_s},
+        "trials": counts,
+        "overrides": overrides,
+    }
 
 
 def write_best(path: Path, summary: dict[str, Any]) -> None:

@@ -17,8 +17,9 @@ from recrepro.data.canonical import FORMAT_VERSION, InteractionData, normalize_p
 from recrepro.data.cards import DatasetCard
 
 
-def random_interactions(n_users: int = 30, n_items: int = 40, n: int = 400, seed: int = 0,
-                        name: str = "toy") -> InteractionData:
+def random_interactions(
+    n_users: int = 30, n_items: int = 40, n: int = 400, seed: int = 0, name: str = "toy"
+) -> InteractionData:
     """A random split (3:1:1) in which every user and item has a training interaction."""
     rng = np.random.default_rng(seed)
     keys = rng.choice(n_users * n_items, size=n, replace=False)
@@ -29,12 +30,19 @@ def random_interactions(n_users: int = 30, n_items: int = 40, n: int = 400, seed
     n_train = int(len(rest) * 0.6)
     n_val = int(len(rest) * 0.2)
     train = normalize_pairs(np.concatenate([cover, rest[:n_train]]))
-    return InteractionData(name, n_users, n_items, train=train, val=normalize_pairs(rest[n_train:n_train + n_val]),
-                           test=normalize_pairs(rest[n_train + n_val:]))
+    return InteractionData(
+        name,
+        n_users,
+        n_items,
+        train=train,
+        val=normalize_pairs(rest[n_train : n_train + n_val]),
+        test=normalize_pairs(rest[n_train + n_val :]),
+    )
 
 
-def clustered_interactions(n_users: int = 80, n_items: int = 120, clusters: int = 4, per_user: int = 15,
-                           seed: int = 0, name: str = "toy") -> InteractionData:
+def clustered_interactions(
+    n_users: int = 80, n_items: int = 120, clusters: int = 4, per_user: int = 15, seed: int = 0, name: str = "toy"
+) -> InteractionData:
     """Users and items in clusters; a user interacts with items of its own cluster (plus a little noise), so a
     collaborative model has something to learn. Split 3:1:1 at random; every user and item has training data."""
     rng = np.random.default_rng(seed)
@@ -54,8 +62,14 @@ def clustered_interactions(n_users: int = 80, n_items: int = 120, clusters: int 
     covered = keys(cover)
     val = np.array([p for p in val if int(p[0] * n_items + p[1]) not in covered]).reshape(-1, 2)
     test = np.array([p for p in test if int(p[0] * n_items + p[1]) not in covered]).reshape(-1, 2)
-    return InteractionData(name, n_users, n_items, train=normalize_pairs(np.concatenate([train, cover])),
-                           val=normalize_pairs(val), test=normalize_pairs(test))
+    return InteractionData(
+        name,
+        n_users,
+        n_items,
+        train=normalize_pairs(np.concatenate([train, cover])),
+        val=normalize_pairs(val),
+        test=normalize_pairs(test),
+    )
 
 
 def write_irllrec_dataset(data: InteractionData, folder: Path) -> dict[str, str]:
@@ -74,12 +88,22 @@ def write_irllrec_dataset(data: InteractionData, folder: Path) -> dict[str, str]
 def write_card(cards_dir: Path, data: InteractionData, sums: dict[str, str], base_url: str, **extra) -> Path:
     cards_dir.mkdir(parents=True, exist_ok=True)
     card = {
-        "name": data.name, "title": "toy", "description": "toy data", "homepage": "http://example.invalid",
-        "license": "CC0", "citation": "none", "format": "irllrec_pickles",
+        "name": data.name,
+        "title": "toy",
+        "description": "toy data",
+        "homepage": "http://example.invalid",
+        "license": "CC0",
+        "citation": "none",
+        "format": "irllrec_pickles",
         "files": [{"path": name, "url": f"{base_url}/{name}", "sha256": digest} for name, digest in sums.items()],
         "conversion": "published split",
-        "stats": {"users": data.n_users, "items": data.n_items, "train": len(data.train), "val": len(data.val),
-                  "test": len(data.test)},
+        "stats": {
+            "users": data.n_users,
+            "items": data.n_items,
+            "train": len(data.train),
+            "val": len(data.val),
+            "test": len(data.test),
+        },
         **extra,
     }
     path = cards_dir / f"{data.name}.yaml"
@@ -174,25 +198,58 @@ def tiny_movielens(folder: Path, n_users: int = 6, n_items: int = 8) -> tuple[In
         val.append((user, int(items[4])))
         test.append((user, int(items[5])))
     train = [(u, i) for u, i, r in ratings if r >= 4]
-    data = InteractionData("tiny", n_users, n_items, train=normalize_pairs(np.array(train)),
-                           val=normalize_pairs(np.array(val)), test=normalize_pairs(np.array(test)))
+    data = InteractionData(
+        "tiny",
+        n_users,
+        n_items,
+        train=normalize_pairs(np.array(train)),
+        val=normalize_pairs(np.array(val)),
+        test=normalize_pairs(np.array(test)),
+    )
     write_interactions(folder / "interactions.npz", data)
     with open(folder / "items.jsonl", "w") as fh:
         for item in range(n_items):
-            fh.write(_json.dumps({"item": item, "raw_id": str(item + 1), "title": f"Movie {item}", "year": "1999",
-                                  "genres": ["Drama"]}) + "\n")
+            fh.write(
+                _json.dumps(
+                    {
+                        "item": item,
+                        "raw_id": str(item + 1),
+                        "title": f"Movie {item}",
+                        "year": "1999",
+                        "genres": ["Drama"],
+                    }
+                )
+                + "\n"
+            )
     arr = np.array(ratings)
     np.savez(folder / "train_ratings.npz", user=arr[:, 0].astype(int), item=arr[:, 1].astype(int), rating=arr[:, 2])
     side = ["items.jsonl", "train_ratings.npz"]
     stats = data.stats().model_dump()
-    (folder / "meta.json").write_text(_json.dumps({
-        "format_version": FORMAT_VERSION, "name": "tiny", "stats": stats,
-        "interactions_sha256": sha256_file(folder / "interactions.npz"),
-        "side_files": {name: sha256_file(folder / name) for name in side}}))
-    card = DatasetCard.model_validate({
-        "name": "tiny", "title": "tiny", "description": "d", "homepage": "h", "license": "l", "citation": "c",
-        "format": "movielens_recbole",
-        "files": [{"path": "x.whl", "pypi": "x==1", "sha256": "0" * 64}],
-        "conversion": "c", "conversion_params": {"min_rating": 4}, "stats": stats,
-        "text": {"available": True, "reason": "test"}})
+    (folder / "meta.json").write_text(
+        _json.dumps(
+            {
+                "format_version": FORMAT_VERSION,
+                "name": "tiny",
+                "stats": stats,
+                "interactions_sha256": sha256_file(folder / "interactions.npz"),
+                "side_files": {name: sha256_file(folder / name) for name in side},
+            }
+        )
+    )
+    card = DatasetCard.model_validate(
+        {
+            "name": "tiny",
+            "title": "tiny",
+            "description": "d",
+            "homepage": "h",
+            "license": "l",
+            "citation": "c",
+            "format": "movielens_recbole",
+            "files": [{"path": "x.whl", "pypi": "x==1", "sha256": "0" * 64}],
+            "conversion": "c",
+            "conversion_params": {"min_rating": 4},
+            "stats": stats,
+            "text": {"available": True, "reason": "test"},
+        }
+    )
     return load_canonical(folder, card), card

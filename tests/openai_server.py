@@ -3,7 +3,8 @@
 ``/v1/chat/completions`` answers with a JSON object holding every field of the requested schema (values derived
 from the prompt), unless told otherwise: ``rate_limit`` answers 429 to that many requests, ``slow`` delays that
 many requests by ``delay`` seconds, ``invalid_for`` makes prompts containing any of its strings get a non-JSON
-answer, ``reject_key`` answers 401 quoting the key. ``/v1/embeddings`` returns deterministic vectors. Every request is logged with its Authorization header.
+answer, ``reject_key`` answers 401 quoting the key. ``/v1/embeddings`` returns deterministic vectors. Every
+request is logged with its Authorization header.
 """
 
 from __future__ import annotations
@@ -53,8 +54,7 @@ class FakeOpenAI:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server.lock:
-                    server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),
-                                            "body": body})
+                    server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
                     limited = server.rate_limit > 0
                     server.rate_limit -= limited
                     slow = server.slow > 0
@@ -63,15 +63,30 @@ class FakeOpenAI:
                     return self._send(429, {"error": {"message": "rate limited", "type": "rate_limit_error"}})
                 if server.reject_key:
                     quoted = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
-                    return self._send(401, {"error": {"message": f"Incorrect API key provided: {quoted}",
-                                                      "type": "invalid_request_error"}})
+                    return self._send(
+                        401,
+                        {
+                            "error": {
+                                "message": f"Incorrect API key provided: {quoted}",
+                                "type": "invalid_request_error",
+                            }
+                        },
+                    )
                 if slow:
                     time.sleep(server.delay)
                 if self.path.endswith("/embeddings"):
-                    data = [{"object": "embedding", "index": i, "embedding": vector(t)}
-                            for i, t in enumerate(body["input"])]
-                    return self._send(200, {"object": "list", "data": data, "model": body["model"],
-                                            "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+                    data = [
+                        {"object": "embedding", "index": i, "embedding": vector(t)} for i, t in enumerate(body["input"])
+                    ]
+                    return self._send(
+                        200,
+                        {
+                            "object": "list",
+                            "data": data,
+                            "model": body["model"],
+                            "usage": {"prompt_tokens": 3, "total_tokens": 3},
+                        },
+                    )
                 prompt = json.dumps(body["messages"])
                 if any(marker in prompt for marker in server.invalid_for):
                     content = "I cannot answer in JSON."
@@ -79,12 +94,19 @@ class FakeOpenAI:
                     schema = body["response_format"]["json_schema"]["schema"]
                     tag = hashlib.sha256(prompt.encode()).hexdigest()[:8]
                     content = json.dumps({name: f"{name} text {tag}" for name in schema["properties"]})
-                return self._send(200, {
-                    "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
-                    "model": server.model_name,
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}})
+                return self._send(
+                    200,
+                    {
+                        "id": "chatcmpl-test",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": server.model_name,
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                        ],
+                        "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
+                    },
+                )
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.api_base = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"

@@ -1,5 +1,6 @@
 """Datasets: restricted unpickling, verified downloads (HTTP, mirror), conversion, and card checks."""
 
+import hashlib
 import os
 import pickle
 
@@ -143,3 +144,26 @@ def test_random_split_proportions_and_determinism():
     assert np.bincount(parts).tolist() == [600, 200, 200]
     assert np.array_equal(parts, random_split(1000, [3, 1, 1], seed=7))
     assert not np.array_equal(parts, random_split(1000, [3, 1, 1], seed=8))
+
+
+def test_a_changed_canonical_file_is_detected(toy):
+    data, sums, _, tmp_path = toy
+    card = _card(tmp_path, data, sums, "http://x.invalid")
+    fetch_dataset(card, tmp_path / "raw", mirror=str(tmp_path / "mirror"))
+    prepare(card, tmp_path / "raw", tmp_path / "canonical")
+    with open(tmp_path / "canonical" / "interactions.npz", "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(DatasetError, match="changed since it was prepared"):
+        load_canonical(tmp_path / "canonical", card)
+
+
+def test_a_pickle_that_is_not_a_matrix_is_refused(toy):
+    data, sums, _, tmp_path = toy
+    mirror = tmp_path / "mirror" / "toy"
+    (mirror / "val_mat.pkl").write_bytes(pickle.dumps(np.arange(5)))
+    sums["val_mat.pkl"] = hashlib.sha256((mirror / "val_mat.pkl").read_bytes()).hexdigest()
+    card = _card(tmp_path, data, sums, "http://x.invalid")
+    fetch_dataset(card, tmp_path / "raw", mirror=str(tmp_path / "mirror"))
+    with pytest.raises(DatasetError, match="expected a scipy sparse matrix, found ndarray"):
+        prepare(card, tmp_path / "raw", tmp_path / "canonical")
+    assert not (tmp_path / "canonical").exists()

@@ -19,11 +19,24 @@ def write_stage(folder, data, dim=4, checksum=None, user_rows=None):
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     users = user_rows if user_rows is not None else data.n_users
-    np.savez(folder / "embeddings.npz", user_profile=rng.random((users, dim)), item_profile=rng.random((data.n_items, dim)),
-             user_intent=rng.random((users, dim)), item_intent=rng.random((data.n_items, dim)))
-    (folder / "manifest.json").write_text(json.dumps({
-        "dataset_sha256": checksum or data.checksum, "model": "m", "embedding_model": "e", "embedding_dim": dim,
-        "checksums": {"embeddings.npz": "f" * 64}}))
+    np.savez(
+        folder / "embeddings.npz",
+        user_profile=rng.random((users, dim)),
+        item_profile=rng.random((data.n_items, dim)),
+        user_intent=rng.random((users, dim)),
+        item_intent=rng.random((data.n_items, dim)),
+    )
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "dataset_sha256": checksum or data.checksum,
+                "model": "m",
+                "embedding_model": "e",
+                "embedding_dim": dim,
+                "checksums": {"embeddings.npz": "f" * 64},
+            }
+        )
+    )
 
 
 def test_text_embeddings_load_with_a_labelled_deviation(tiny, tmp_path):
@@ -57,8 +70,9 @@ def test_kgin_graph_from_llm_attributes_when_the_dataset_has_none(tiny, tmp_path
     with open(stage / "item_intents.jsonl", "w") as fh:
         for item, text in enumerate(attributes):
             status = "fallback" if item == 4 else "ok"
-            fh.write(json.dumps({"id": item, "status": status, "answer": {"key_attributes": text} if text else None})
-                     + "\n")
+            fh.write(
+                json.dumps({"id": item, "status": status, "answer": {"key_attributes": text} if text else None}) + "\n"
+            )
     kg = load_extra("kg", data, text_dir=stage)
     names = {"comedy", "drama", "space"}  # attributes of at least two items; "noir", "war", "x" are dropped
     assert kg.n_entities == data.n_items + len(names)

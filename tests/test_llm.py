@@ -29,15 +29,27 @@ def tiny(tmp_path):
 
 
 def settings(server, **kwargs):
-    return LLMSettings(**{"model": "openai/gpt-4o-mini", "api_base": server.api_base, "embedding_model":
-                          "openai/text-embedding-3-small", "embedding_api_base": server.api_base, "backoff_s": 0,
-                          "max_concurrency": 4, **kwargs})
+    return LLMSettings(
+        **{
+            "model": "openai/gpt-4o-mini",
+            "api_base": server.api_base,
+            "embedding_model": "openai/text-embedding-3-small",
+            "embedding_api_base": server.api_base,
+            "backoff_s": 0,
+            "max_concurrency": 4,
+            **kwargs,
+        }
+    )
 
 
 def requests_for(n, template="item_profile"):
     prompt = load_prompt(template)
-    return [TextRequest(f"item:{i}", prompt, prompt.render({"item": {"title": f"Film {i}", "year": "2001",
-                                                                     "genres": ["Drama"]}})) for i in range(n)]
+    return [
+        TextRequest(
+            f"item:{i}", prompt, prompt.render({"item": {"title": f"Film {i}", "year": "2001", "genres": ["Drama"]}})
+        )
+        for i in range(n)
+    ]
 
 
 def test_completion_and_embedding_round_trip_through_litellm(server, tmp_path):
@@ -66,8 +78,7 @@ def test_resume_after_interruption_mid_batch(server, tmp_path):
     server.slow, server.delay = 100, 0.3  # every request takes 0.3 s
 
     async def interrupted():
-        client = LLMClient(settings(server, max_concurrency=2), ResponseCache(tmp_path / "cache.jsonl"),
-                           progress=False)
+        client = LLMClient(settings(server, max_concurrency=2), ResponseCache(tmp_path / "cache.jsonl"), progress=False)
         await asyncio.wait_for(client.complete(requests), timeout=1.0)
 
     with pytest.raises(asyncio.TimeoutError):
@@ -91,8 +102,9 @@ def test_rate_limits_are_retried_with_backoff(server, tmp_path):
 
 def test_timeouts_are_retried(server, tmp_path):
     server.slow, server.delay = 1, 1.5
-    client = LLMClient(settings(server, request_timeout_s=0.5, max_concurrency=1), ResponseCache(tmp_path / "c.jsonl"),
-                       progress=False)
+    client = LLMClient(
+        settings(server, request_timeout_s=0.5, max_concurrency=1), ResponseCache(tmp_path / "c.jsonl"), progress=False
+    )
     results = asyncio.run(client.complete(requests_for(1)))
     assert results[0].status == "ok"
     assert client.usage.retries == {"Timeout": 1}
@@ -108,11 +120,13 @@ def test_exhausted_transport_retries_are_reported_not_cached(server, tmp_path):
 
 def test_invalid_answers_are_retried_then_reported_and_fail_the_stage(server, tiny, tmp_path):
     data, card = tiny
-    server.invalid_for = (r'\"title\": \"Movie 3\"',)  # item 3's prompt always gets a non-JSON answer
+    server.invalid_for = (r"\"title\": \"Movie 3\"",)  # item 3's prompt always gets a non-JSON answer
     with pytest.raises(TextStageFailed, match=r"1 of 14 entities failed \(item:3\).*No output was written"):
         run_text_step("profiles", data, card, tmp_path / "stage", settings(server, format_retries=2))
     assert not list((tmp_path / "stage").glob("*_profiles.jsonl"))
-    attempts = [r for r in ResponseCache(tmp_path / "stage" / "cache.jsonl").records.values() if r["entity"] == "item:3"]
+    attempts = [
+        r for r in ResponseCache(tmp_path / "stage" / "cache.jsonl").records.values() if r["entity"] == "item:3"
+    ]
     assert len(attempts) == 3 and all(r["status"] == "invalid" for r in attempts)  # first answer + 2 corrections
 
     before = server.count()
@@ -127,8 +141,9 @@ def test_invalid_answers_are_retried_then_reported_and_fail_the_stage(server, ti
 def test_budget_exhaustion_stops_cleanly_and_resumes_without_paying_twice(server, tiny, tmp_path):
     data, card = tiny
     with pytest.raises(BudgetExceeded, match="budget of"):
-        run_text_step("profiles", data, card, tmp_path / "stage", settings(server, max_budget_usd=1e-6,
-                                                                            max_concurrency=1))
+        run_text_step(
+            "profiles", data, card, tmp_path / "stage", settings(server, max_budget_usd=1e-6, max_concurrency=1)
+        )
     assert not list((tmp_path / "stage").glob("*_profiles.jsonl"))
     assert server.count() == 1  # no new request starts once the budget is spent
     run_text_step("profiles", data, card, tmp_path / "stage", settings(server, max_budget_usd=1.0))
@@ -144,8 +159,9 @@ def test_missing_key_variable_is_a_clear_error(server, tmp_path):
 def test_rejected_credentials_stop_at_once_without_quoting_the_key(server, tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_PROVIDER_KEY", SECRET)
     server.reject_key = True
-    client = LLMClient(settings(server, api_key_env="TEST_PROVIDER_KEY"), ResponseCache(tmp_path / "c.jsonl"),
-                       progress=False)
+    client = LLMClient(
+        settings(server, api_key_env="TEST_PROVIDER_KEY"), ResponseCache(tmp_path / "c.jsonl"), progress=False
+    )
     with pytest.raises(ProviderError, match="AuthenticationError") as error:
         asyncio.run(client.complete(requests_for(4)))
     assert SECRET not in str(error.value) and "***" in str(error.value)
@@ -185,8 +201,7 @@ def test_user_text_comes_from_training_ratings_only(tiny):
 
 def test_dataset_without_text_source_is_a_clear_error(tiny):
     data, card = tiny
-    no_text = card.model_copy(update={"text": card.text.model_copy(update={"available": False,
-                                                                             "reason": "no titles"})})
+    no_text = card.model_copy(update={"text": card.text.model_copy(update={"available": False, "reason": "no titles"})})
     with pytest.raises(TextUnavailable, match="no text source.*no titles"):
         build_contexts(data, no_text)
 
@@ -221,22 +236,39 @@ def test_released_rlmrec_profiles_are_used_as_published(server, tiny, tmp_path):
 
     data, card = tiny
     rng = np.random.default_rng(0)
-    released = {"data/tiny/usr_prf.pkl": {u: {"profile": f"user {u} likes drama", "reasoning": "r"}
-                                          for u in range(data.n_users)},
-                "data/tiny/itm_prf.pkl": {i: {"profile": f"item {i} is a drama", "reasoning": "r"}
-                                          for i in range(data.n_items)},
-                "data/tiny/usr_emb_np.pkl": rng.random((data.n_users, 12)),
-                "data/tiny/itm_emb_np.pkl": rng.random((data.n_items, 12))}
+    released = {
+        "data/tiny/usr_prf.pkl": {
+            u: {"profile": f"user {u} likes drama", "reasoning": "r"} for u in range(data.n_users)
+        },
+        "data/tiny/itm_prf.pkl": {
+            i: {"profile": f"item {i} is a drama", "reasoning": "r"} for i in range(data.n_items)
+        },
+        "data/tiny/usr_emb_np.pkl": rng.random((data.n_users, 12)),
+        "data/tiny/itm_emb_np.pkl": rng.random((data.n_items, 12)),
+    }
     raw = tmp_path / "raw"
     raw.mkdir()
     with zipfile.ZipFile(raw / "rlmrec_data.zip", "w") as archive:
         for member, obj in released.items():
             archive.writestr(member, pickle.dumps(obj))
-    text = TextInfo(available=True, source="rlmrec_profiles", reason="released",
-                    files=[{"path": "rlmrec_data.zip", "url": "http://x.invalid/data.zip",
-                            "sha256": sha256_file(raw / "rlmrec_data.zip")}],
-                    members={"user_profiles": "data/tiny/usr_prf.pkl", "item_profiles": "data/tiny/itm_prf.pkl",
-                             "user_embeddings": "data/tiny/usr_emb_np.pkl", "item_embeddings": "data/tiny/itm_emb_np.pkl"})
+    text = TextInfo(
+        available=True,
+        source="rlmrec_profiles",
+        reason="released",
+        files=[
+            {
+                "path": "rlmrec_data.zip",
+                "url": "http://x.invalid/data.zip",
+                "sha256": sha256_file(raw / "rlmrec_data.zip"),
+            }
+        ],
+        members={
+            "user_profiles": "data/tiny/usr_prf.pkl",
+            "item_profiles": "data/tiny/itm_prf.pkl",
+            "user_embeddings": "data/tiny/usr_emb_np.pkl",
+            "item_embeddings": "data/tiny/itm_emb_np.pkl",
+        },
+    )
     card = card.model_copy(update={"text": text})
     stage = tmp_path / "stage"
     report = run_text_step("profiles", data, card, stage, settings(server), raw_text_dir=raw)
@@ -259,10 +291,15 @@ def test_local_model_answers_schema_valid_json_through_litellm(tmp_path, monkeyp
     monkeypatch.setenv("RECREPRO_RESOURCES", str(tmp_path / "resources"))
     data, card = tiny
     contexts = build_contexts(data, card)
-    requests = [TextRequest("item:0", load_prompt("item_profile"), load_prompt("item_profile").render(contexts.items[0])),
-                TextRequest("user:0", load_prompt("user_profile"), load_prompt("user_profile").render(contexts.users[0])),
-                TextRequest("user:1", load_prompt("user_intent"),
-                            load_prompt("user_intent").render({**contexts.users[1], "profile": "Likes dramas."}))]
+    requests = [
+        TextRequest("item:0", load_prompt("item_profile"), load_prompt("item_profile").render(contexts.items[0])),
+        TextRequest("user:0", load_prompt("user_profile"), load_prompt("user_profile").render(contexts.users[0])),
+        TextRequest(
+            "user:1",
+            load_prompt("user_intent"),
+            load_prompt("user_intent").render({**contexts.users[1], "profile": "Likes dramas."}),
+        ),
+    ]
     client = LLMClient(LLMSettings(), ResponseCache(tmp_path / "cache.jsonl"), progress=False)
     results = asyncio.run(client.complete(requests))
     for request, result in zip(requests, results):

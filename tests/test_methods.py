@@ -22,25 +22,35 @@ def toy():
 def synthetic_extras(name, data, text_dir=None):
     rng = np.random.default_rng(0)
     if name == "text":
-        manifest = {"model": "synthetic", "embedding_model": "synthetic", "embedding_dim": PROFILE_DIM,
-                    "checksums": {"embeddings.npz": "0" * 64}}
-        return TextEmbeddings(user_profile=rng.normal(size=(data.n_users, PROFILE_DIM)).astype(np.float32),
-                              item_profile=rng.normal(size=(data.n_items, PROFILE_DIM)).astype(np.float32),
-                              user_intent=rng.normal(size=(data.n_users, INTENT_DIM)).astype(np.float32),
-                              item_intent=rng.normal(size=(data.n_items, INTENT_DIM)).astype(np.float32),
-                              manifest=manifest)
+        manifest = {
+            "model": "synthetic",
+            "embedding_model": "synthetic",
+            "embedding_dim": PROFILE_DIM,
+            "checksums": {"embeddings.npz": "0" * 64},
+        }
+        return TextEmbeddings(
+            user_profile=rng.normal(size=(data.n_users, PROFILE_DIM)).astype(np.float32),
+            item_profile=rng.normal(size=(data.n_items, PROFILE_DIM)).astype(np.float32),
+            user_intent=rng.normal(size=(data.n_users, INTENT_DIM)).astype(np.float32),
+            item_intent=rng.normal(size=(data.n_items, INTENT_DIM)).astype(np.float32),
+            manifest=manifest,
+        )
     if name == "kg":
         heads = rng.integers(0, data.n_items, 200)
         tails = rng.integers(data.n_items, data.n_items + 20, 200)
         triples = np.stack([heads, rng.integers(0, 3, 200), tails], 1)
-        return KnowledgeGraph(triples=triples, relations=np.array(["a", "b", "c"]), n_entities=data.n_items + 20,
-                              source="synthetic")
+        return KnowledgeGraph(
+            triples=triples, relations=np.array(["a", "b", "c"]), n_entities=data.n_items + 20, source="synthetic"
+        )
     raise KeyError(name)
 
 
 def cases():
-    return [pytest.param(name, preset, id=f"{name}-{preset}") for name in list_methods()
-            for preset in ["faithful", *get_method(name).presets]]
+    return [
+        pytest.param(name, preset, id=f"{name}-{preset}")
+        for name in list_methods()
+        for preset in ["faithful", *get_method(name).presets]
+    ]
 
 
 def batch(data, size=64):
@@ -113,8 +123,10 @@ def irllrec_terms(toy, preset="paper", **switches):
     return {k: v.item() for k, v in model.loss(*batch(toy)).items()}
 
 
-@pytest.mark.parametrize("switch, removed", [("intent_alignment", "kd_int"), ("translation_alignment", "translation"),
-                                             ("interaction_text_matching", "itm")])
+@pytest.mark.parametrize(
+    "switch, removed",
+    [("intent_alignment", "kd_int"), ("translation_alignment", "translation"), ("interaction_text_matching", "itm")],
+)
 def test_each_irllrec_ablation_switch_removes_its_term(toy, switch, removed):
     full = irllrec_terms(toy)
     ablated = irllrec_terms(toy, **{switch: False})
@@ -151,8 +163,9 @@ def test_info_nce_matches_the_reference_formula_in_value_and_gradient():
         ours = info_nce(anchor, positive, candidates, temperature)
         theirs = reference(anchor, positive, candidates, temperature)
         assert ours.item() == pytest.approx(theirs.item(), rel=1e-12)
-        for got, expected in zip(torch.autograd.grad(ours, (anchor, candidates)),
-                                 torch.autograd.grad(theirs, (anchor, candidates))):
+        for got, expected in zip(
+            torch.autograd.grad(ours, (anchor, candidates)), torch.autograd.grad(theirs, (anchor, candidates))
+        ):
             assert torch.allclose(got, expected, rtol=1e-9, atol=1e-12)
 
 
@@ -169,8 +182,15 @@ def test_text_alignment_with_repeated_items_equals_the_reference_formula():
     ours = alignment(user_emb, item_emb, users, pos, neg)
     project = alignment.projector
     pu, pp, pn = project(users_text), project(items_text[pos]), project(items_text[neg])  # the reference's way
-    theirs = 0.5 * (info_nce(user_emb[users], pu[users], pu, 0.2) + info_nce(item_emb[pos], pp, pp, 0.2)
-                    + info_nce(item_emb[neg], pn, pn, 0.2)) / 40
+    theirs = (
+        0.5
+        * (
+            info_nce(user_emb[users], pu[users], pu, 0.2)
+            + info_nce(item_emb[pos], pp, pp, 0.2)
+            + info_nce(item_emb[neg], pn, pn, 0.2)
+        )
+        / 40
+    )
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-12)
     params = [user_emb, item_emb, *project.parameters()]
     for got, expected in zip(torch.autograd.grad(ours, params), torch.autograd.grad(theirs, params)):

@@ -57,27 +57,45 @@ def make_runs(folder: Path) -> list[Path]:
             for seed in (1, 2):
                 per_user = {m: np.clip(v + lift + rng.normal(0, 0.01, n_users), 0, 1) for m, v in base_users.items()}
                 record = {
-                    "variant": variant, "method": variant, "dataset": dataset, "seed": seed, "preset": "faithful",
+                    "variant": variant,
+                    "method": variant,
+                    "dataset": dataset,
+                    "seed": seed,
+                    "preset": "faithful",
                     "deviations": ["model.x=1 (reference 2)"] if variant == "addon" else [],
                     "dataset_sha256": f"{dataset:0<64}",
                     "metrics": {"test": {m: float(v.mean()) for m, v in per_user.items()}},
-                    "side_inputs": {"text": "text: test-llm texts embedded with test-emb (8-d)"} if variant == "addon" else {},
-                    "seconds_per_epoch": 0.5 + seed / 10, "seconds_per_validation": 0.1, "best_epoch": 9 * seed,
-                    "epochs_run": 30, "train_seconds": 15.0, "peak_rss_mb": 700.0, "n_parameters": 1234,
+                    "side_inputs": {"text": "text: test-llm texts embedded with test-emb (8-d)"}
+                    if variant == "addon"
+                    else {},
+                    "seconds_per_epoch": 0.5 + seed / 10,
+                    "seconds_per_validation": 0.1,
+                    "best_epoch": 9 * seed,
+                    "epochs_run": 30,
+                    "train_seconds": 15.0,
+                    "peak_rss_mb": 700.0,
+                    "n_parameters": 1234,
                     "device": "cpu",
-                    "provenance": {"git": {"commit": "abc123def456789", "dirty": False},
-                                   "packages": {"torch": "2.2.1", "dgl": "2.1.0"}},
+                    "provenance": {
+                        "git": {"commit": "abc123def456789", "dirty": False},
+                        "packages": {"torch": "2.2.1", "dgl": "2.1.0"},
+                    },
                 }
                 path = folder / dataset / variant / f"seed{seed}.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(record))
-                np.savez(path.with_suffix(".users.npz"), test_users=users, **{f"test_{m}": v for m, v in per_user.items()})
+                np.savez(
+                    path.with_suffix(".users.npz"), test_users=users, **{f"test_{m}": v for m, v in per_user.items()}
+                )
                 paths.append(path)
     return paths
 
 
-VARIANTS = {"base": {"label": "Base", "group": "G"}, "addon": {"label": "+Addon", "group": "G", "baseline": "base"},
-            "other": {"label": "Other", "group": "H"}}
+VARIANTS = {
+    "base": {"label": "Base", "group": "G"},
+    "addon": {"label": "+Addon", "group": "G", "baseline": "base"},
+    "other": {"label": "Other", "group": "H"},
+}
 TUNING = {"trials": 3, "workers": 2, "max_epochs": 20, "timeout_s": None}
 
 

@@ -23,7 +23,8 @@ def test_lightgcn_beats_a_random_scorer(toy):
     outcome = train_run(config, toy, progress=False)
     rng = torch.Generator().manual_seed(0)
     random_scores = Evaluator(toy.train_csr, toy.csr("test")).evaluate(
-        torch.randn(toy.n_users, 8, generator=rng), torch.randn(toy.n_items, 8, generator=rng))
+        torch.randn(toy.n_users, 8, generator=rng), torch.randn(toy.n_items, 8, generator=rng)
+    )
     assert outcome.record["metrics"]["test"]["recall@20"] > 1.5 * random_scores["recall@20"]
     assert outcome.record["metrics"]["test"]["ndcg@20"] > 1.5 * random_scores["ndcg@20"]
 
@@ -38,8 +39,11 @@ def test_early_stopping_restores_best_state_and_tests_once(toy, monkeypatch):
 
     monkeypatch.setattr(Evaluator, "evaluate", counting)
     seen = []
-    config = resolve_config("lightgcn", "toy", overrides={"train": {"max_epochs": 200, "batch_size": 256,
-                                                                      "test_step": 2, "patience": 3, "lr": 0.05}})
+    config = resolve_config(
+        "lightgcn",
+        "toy",
+        overrides={"train": {"max_epochs": 200, "batch_size": 256, "test_step": 2, "patience": 3, "lr": 0.05}},
+    )
     outcome = train_run(config, toy, progress=False, on_validation=lambda epoch, metric: seen.append((epoch, metric)))
     record = outcome.record
     assert [epoch for epoch, _ in seen] == list(range(0, record["epochs_run"], 2))

@@ -13,8 +13,18 @@ from recrepro.config import resolve_config
 from recrepro.data.canonical import FORMAT_VERSION, write_interactions
 from recrepro.data.fetch import sha256_file
 from recrepro.registry import get_method, list_methods
-from recrepro.tuning import (TuningSettings, create_study, export_best, open_storage, read_best, run_worker,
-                             sample_overrides, study_name, worker_share, write_best)
+from recrepro.tuning import (
+    TuningSettings,
+    create_study,
+    export_best,
+    open_storage,
+    read_best,
+    run_worker,
+    sample_overrides,
+    study_name,
+    worker_share,
+    write_best,
+)
 
 FAST = {"train": {"max_epochs": 4, "batch_size": 256, "test_step": 1}}
 
@@ -102,8 +112,10 @@ def test_trials_left_running_by_a_killed_worker_are_failed_on_restart(toy, tmp_p
     other = study.ask()  # another worker's trial in progress: must be left alone
     other.set_user_attr("worker", 1)
     summary = run_worker("lgcn", "lightgcn", "toy", toy, settings, tmp_path, 0, 2, base_overrides=FAST)
-    states = {t.number: t.state for t in optuna.load_study(study_name=study_name("lgcn", "toy"),
-                                                            storage=open_storage("", tmp_path)).trials}
+    states = {
+        t.number: t.state
+        for t in optuna.load_study(study_name=study_name("lgcn", "toy"), storage=open_storage("", tmp_path)).trials
+    }
     assert summary["failed_stale"] == [zombie.number]
     assert states[zombie.number] == optuna.trial.TrialState.FAIL
     assert states[other.number] == optuna.trial.TrialState.RUNNING
@@ -117,9 +129,17 @@ def test_sqlite_storage_is_refused(tmp_path):
 def write_canonical(data, folder: Path) -> None:
     folder.mkdir(parents=True)
     write_interactions(folder / "interactions.npz", data)
-    (folder / "meta.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "name": data.name,
-                                                  "stats": data.stats().model_dump(), "side_files": {},
-                                                  "interactions_sha256": sha256_file(folder / "interactions.npz")}))
+    (folder / "meta.json").write_text(
+        json.dumps(
+            {
+                "format_version": FORMAT_VERSION,
+                "name": data.name,
+                "stats": data.stats().model_dump(),
+                "side_files": {},
+                "interactions_sha256": sha256_file(folder / "interactions.npz"),
+            }
+        )
+    )
 
 
 def test_two_local_workers_share_a_journal_study(toy, tmp_path, monkeypatch):
@@ -130,15 +150,46 @@ def test_two_local_workers_share_a_journal_study(toy, tmp_path, monkeypatch):
     study_dir = tmp_path / "study"
     settings = TuningSettings(trials=4)
     create_study("lgcn", "toy", settings, study_dir)
-    base = [sys.executable, "-m", "recrepro", "tune", "worker", "--variant", "lgcn", "--method", "lightgcn",
-            "--dataset", "toy", "--trials", "4", "--workers", "2", "--study-dir", str(study_dir),
-            "--data", str(tmp_path / "data"), "--set", "train.max_epochs=3", "--set", "train.batch_size=256"]
-    workers = [subprocess.Popen(base + ["--worker", str(i), "--out", str(tmp_path / f"w{i}.json")],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    base = [
+        sys.executable,
+        "-m",
+        "recrepro",
+        "tune",
+        "worker",
+        "--variant",
+        "lgcn",
+        "--method",
+        "lightgcn",
+        "--dataset",
+        "toy",
+        "--trials",
+        "4",
+        "--workers",
+        "2",
+        "--study-dir",
+        str(study_dir),
+        "--data",
+        str(tmp_path / "data"),
+        "--set",
+        "train.max_epochs=3",
+        "--set",
+        "train.batch_size=256",
+    ]
+    workers = [
+        subprocess.Popen(
+            base + ["--worker", str(i), "--out", str(tmp_path / f"w{i}.json")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outputs = [w.communicate(timeout=300) for w in workers]
     assert all(w.returncode == 0 for w in workers), outputs
     study = optuna.load_study(study_name=study_name("lgcn", "toy"), storage=open_storage("", study_dir))
-    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    finished = [
+        t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    ]
     assert len(finished) == 4 and len({t.number for t in study.trials}) == len(study.trials)
     assert sorted(t.user_attrs["worker"] for t in finished) == [0, 0, 1, 1]
     assert all(json.loads((tmp_path / f"w{i}.json").read_text())["worker"] == i for i in range(2))

@@ -16,8 +16,12 @@ REPO = Path(__file__).resolve().parent.parent
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the project's workflow with ``workdir`` as working directory, in this interpreter's environment."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
@@ -37,15 +41,32 @@ def test_lint_is_clean(workdir):
 def test_dry_run_of_default_target(workdir):
     out = snakemake(workdir, "-n", "results/table2.md")
     text = out.stdout + out.stderr
-    stats = {rule: int(n) for rule, n in (line.split() for line in
-                                          text.split("Job stats:")[1].split("total")[0].splitlines()[3:] if line.strip())}
+    stats = {
+        rule: int(n)
+        for rule, n in (
+            line.split() for line in text.split("Job stats:")[1].split("total")[0].splitlines()[3:] if line.strip()
+        )
+    }
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     variants = {**config["variants"], **config["ablations"]}
     tuned = sum(1 for v in variants.values() if "params_from" not in v)  # ablations reuse the full model's
-    assert stats == {"fetch": 1, "prepare": 1, "llm_profiles": 1, "llm_intents": 1, "llm_embeddings": 1,
-                     "tune_study": tuned, "tune_worker": tuned * config["tuning"]["workers"], "tune_best": tuned,
-                     "train": len(variants) * len(config["seeds"]), "table1": 1, "table2": 1, "table3": 1,
-                     "sparsity": 1, "efficiency": 1, "reference_comparison": 1}
+    assert stats == {
+        "fetch": 1,
+        "prepare": 1,
+        "llm_profiles": 1,
+        "llm_intents": 1,
+        "llm_embeddings": 1,
+        "tune_study": tuned,
+        "tune_worker": tuned * config["tuning"]["workers"],
+        "tune_best": tuned,
+        "train": len(variants) * len(config["seeds"]),
+        "table1": 1,
+        "table2": 1,
+        "table3": 1,
+        "sparsity": 1,
+        "efficiency": 1,
+        "reference_comparison": 1,
+    }
     assert "results/runs/ml-100k/lightgcn/seed2023.json" in text
 
 
@@ -59,14 +80,23 @@ def run_or_show_log(workdir: Path, log: str, *args: str) -> None:
     out = snakemake(workdir, *args, check=False)
     if out.returncode != 0:
         detail = (workdir / log).read_text() if (workdir / log).exists() else ""
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{detail}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{detail}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+        )
 
 
 @pytest.mark.slow
 def test_reported_metrics_do_not_drift(workdir):
     """CI regression: the small deterministic configuration reproduces the committed metrics."""
-    run_or_show_log(workdir, "logs/tables/regression.log", "--cores", "2", "results/regression.md",
-                    "--configfile", str(REPO / "config" / "regression.yaml"))
+    run_or_show_log(
+        workdir,
+        "logs/tables/regression.log",
+        "--cores",
+        "2",
+        "results/regression.md",
+        "--configfile",
+        str(REPO / "config" / "regression.yaml"),
+    )
     assert "within" in (workdir / "results" / "regression.md").read_text()
 
 
@@ -77,9 +107,20 @@ def test_default_pipeline_end_to_end(workdir):
     run_or_show_log(workdir, "logs/tables/table2.log", "--cores", "2", "results/table2.md", *configs)
     results = workdir / "results"
     table2 = (results / "table2.md").read_text()
-    for label in ("| LightGCN", "+RLMRec-Con", "+RLMRec-Gen", "+IRLLRec (faithful)", "+IRLLRec (paper weights)",
-                  "| DCCF", "| KGIN", "## Improvement of each add-on over its backbone", "Seeds: 2023, 2024",
-                  "2 trials per method", "train.max_epochs=6 (reference 3000)", "smollm2-135m-instruct"):
+    for label in (
+        "| LightGCN",
+        "+RLMRec-Con",
+        "+RLMRec-Gen",
+        "+IRLLRec (faithful)",
+        "+IRLLRec (paper weights)",
+        "| DCCF",
+        "| KGIN",
+        "## Improvement of each add-on over its backbone",
+        "Seeds: 2023, 2024",
+        "2 trials per method",
+        "train.max_epochs=6 (reference 3000)",
+        "smollm2-135m-instruct",
+    ):
         assert label in table2, label
     assert "w/o IA & ITM" in (results / "table3.md").read_text()
     assert (results / "sparsity.png").stat().st_size > 10_000 and "Q1" in (results / "sparsity.md").read_text()
@@ -92,8 +133,10 @@ def test_default_pipeline_end_to_end(workdir):
     record = json.loads((results / "runs/ml-100k/lightgcn-irllrec/seed2023.json").read_text())
     assert record["tuning"]["budget"]["trials"] == 2 and "text" in record["side_inputs"]
     assert {"git", "packages", "python"} <= set(record["provenance"])
-    assert record["dataset_sha256"] == json.loads(
-        (workdir / "resources/datasets/ml-100k/meta.json").read_text())["interactions_sha256"]
+    assert (
+        record["dataset_sha256"]
+        == json.loads((workdir / "resources/datasets/ml-100k/meta.json").read_text())["interactions_sha256"]
+    )
 
     rerun = snakemake(workdir, "--cores", "2", "results/table2.md", *configs)
     assert "Nothing to be done" in rerun.stdout + rerun.stderr

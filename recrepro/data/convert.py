@@ -130,14 +130,34 @@ def convert_movielens(card: DatasetCard, raw: Path) -> tuple[InteractionData, Si
     def write_items(path: Path) -> None:
         with open(path, "w") as fh:
             for row in items.itertuples():
-                fh.write(json.dumps({"item": row.item, "raw_id": row.item_id, "title": row.title,
-                                     "year": row.year, "genres": row.genres.split()}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "item": row.item,
+                            "raw_id": row.item_id,
+                            "title": row.title,
+                            "year": row.year,
+                            "genres": row.genres.split(),
+                        }
+                    )
+                    + "\n"
+                )
 
     def write_users(path: Path) -> None:
         with open(path, "w") as fh:
             for row in users.itertuples():
-                fh.write(json.dumps({"user": row.user, "raw_id": row.user_id, "age": row.age, "gender": row.gender,
-                                     "occupation": row.occupation}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "user": row.user,
+                            "raw_id": row.user_id,
+                            "age": row.age,
+                            "gender": row.gender,
+                            "occupation": row.occupation,
+                        }
+                    )
+                    + "\n"
+                )
 
     def write_train_ratings(path: Path) -> None:
         np.savez(path, user=u[in_train], item=i[in_train], rating=r[in_train])
@@ -145,16 +165,21 @@ def convert_movielens(card: DatasetCard, raw: Path) -> tuple[InteractionData, Si
     def write_kg(path: Path) -> None:
         np.savez(path, **_knowledge_graph(kg, link, item_index))
 
-    side = {"items.jsonl": write_items, "users.jsonl": write_users, "train_ratings.npz": write_train_ratings,
-            "kg.npz": write_kg}
+    side = {
+        "items.jsonl": write_items,
+        "users.jsonl": write_users,
+        "train_ratings.npz": write_train_ratings,
+        "kg.npz": write_kg,
+    }
     return data, side
 
 
 def _knowledge_graph(kg: pd.DataFrame, link: pd.DataFrame, item_index: dict[int, int]) -> dict[str, np.ndarray]:
     """Map Freebase triples to integer ids: items are entities ``0..n_items-1`` (KGIN's convention) through the
     item-entity links; every other entity follows in sorted order. Duplicate triples are dropped."""
-    entity_of_item = {item_index[int(row.item_id)]: row.entity_id for row in link.itertuples()
-                      if int(row.item_id) in item_index}
+    entity_of_item = {
+        item_index[int(row.item_id)]: row.entity_id for row in link.itertuples() if int(row.item_id) in item_index
+    }
     entity_ids: dict[str, int] = {}
     for item, entity in sorted(entity_of_item.items()):
         entity_ids.setdefault(entity, item)
@@ -163,14 +188,26 @@ def _knowledge_graph(kg: pd.DataFrame, link: pd.DataFrame, item_index: dict[int,
     entity_ids.update({entity: n_items + k for k, entity in enumerate(others)})
     relations = sorted(set(kg["relation_id"]))
     relation_ids = {name: k for k, name in enumerate(relations)}
-    triples = np.unique(np.stack([kg["head_id"].map(entity_ids).to_numpy(),
-                                  kg["relation_id"].map(relation_ids).to_numpy(),
-                                  kg["tail_id"].map(entity_ids).to_numpy()], 1).astype(np.int64), axis=0)
+    triples = np.unique(
+        np.stack(
+            [
+                kg["head_id"].map(entity_ids).to_numpy(),
+                kg["relation_id"].map(relation_ids).to_numpy(),
+                kg["tail_id"].map(entity_ids).to_numpy(),
+            ],
+            1,
+        ).astype(np.int64),
+        axis=0,
+    )
     names = [""] * (n_items + len(others))
     for entity, index in entity_ids.items():
         names[index] = entity
-    return {"triples": triples, "relations": np.array(relations), "entities": np.array(names),
-            "n_entities": np.int64(len(names))}
+    return {
+        "triples": triples,
+        "relations": np.array(relations),
+        "entities": np.array(names),
+        "n_entities": np.int64(len(names)),
+    }
 
 
 # ------------------------------------------------------------------------------------------------------ prepare

@@ -88,8 +88,19 @@ def _copy_local(source: Path, part: Path) -> None:
 def _pip_download(requirement: str, filename: str, part: Path, timeout: float) -> None:
     """Fetch a distribution file from the package index with pip (so the user's pip configuration applies)."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               "--timeout", str(int(timeout)), "--dest", tmp, requirement]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--timeout",
+            str(int(timeout)),
+            "--dest",
+            tmp,
+            requirement,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / filename
         if proc.returncode != 0 or not got.is_file():

@@ -104,8 +104,13 @@ def parse_answer(content: str, template: PromptTemplate) -> dict[str, str]:
 def _transient_errors() -> tuple[type[Exception], ...]:
     import litellm
 
-    return (litellm.RateLimitError, litellm.Timeout, litellm.APIConnectionError, litellm.ServiceUnavailableError,
-            litellm.InternalServerError)
+    return (
+        litellm.RateLimitError,
+        litellm.Timeout,
+        litellm.APIConnectionError,
+        litellm.ServiceUnavailableError,
+        litellm.InternalServerError,
+    )
 
 
 def _fatal_errors() -> tuple[type[Exception], ...]:
@@ -146,10 +151,18 @@ class LLMClient:
         return template.response_format(field_hints=is_local(self.settings.model))
 
     def completion_key(self, messages: list[dict[str, str]], template: PromptTemplate) -> str:
-        return request_key({"kind": "completion", "model": self.settings.model, "messages": messages,
-                            "response_format": self.response_format(template), "prompt": template.name,
-                            "prompt_version": template.version, "temperature": self.settings.temperature,
-                            "max_tokens": template.max_tokens})
+        return request_key(
+            {
+                "kind": "completion",
+                "model": self.settings.model,
+                "messages": messages,
+                "response_format": self.response_format(template),
+                "prompt": template.name,
+                "prompt_version": template.version,
+                "temperature": self.settings.temperature,
+                "max_tokens": template.max_tokens,
+            }
+        )
 
     async def _with_retries(self, call, what: str):
         transient, fatal = _transient_errors(), _fatal_errors()
@@ -167,20 +180,25 @@ class LLMClient:
                 if attempt == self.settings.transport_retries:
                     raise
                 delay = self.settings.backoff_s * 2**attempt
-                log.warning("%s: %s, retrying in %.1fs (%d/%d)", what, name, delay, attempt + 1,
-                            self.settings.transport_retries)
+                log.warning(
+                    "%s: %s, retrying in %.1fs (%d/%d)", what, name, delay, attempt + 1, self.settings.transport_retries
+                )
                 await asyncio.sleep(delay)
 
     def _budget_message(self) -> str:
-        return (f"budget of ${self.settings.max_budget_usd:.4f} reached (spent ${self.usage.cost_usd:.4f}); "
-                "paid answers are cached, so raising llm.max_budget_usd and rerunning resumes without paying twice")
+        return (
+            f"budget of ${self.settings.max_budget_usd:.4f} reached (spent ${self.usage.cost_usd:.4f}); "
+            "paid answers are cached, so raising llm.max_budget_usd and rerunning resumes without paying twice"
+        )
 
     def _account(self, response: Any, started: float, model: str) -> tuple[dict[str, int], float | None]:
         import litellm
 
         usage = getattr(response, "usage", None)
-        tokens = {"prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-                  "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0)}
+        tokens = {
+            "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+            "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+        }
         cost: float | None
         if is_local(model):
             cost = 0.0
@@ -214,33 +232,58 @@ class LLMClient:
         started = time.perf_counter()
         response = await self._with_retries(
             lambda: litellm.acompletion(
-                model=settings.model, messages=messages, response_format=self.response_format(request.template),
-                temperature=settings.temperature, max_tokens=request.template.max_tokens,
-                timeout=settings.request_timeout_s, api_base=settings.api_base,
-                api_key=self._api_key(settings.api_base), num_retries=0, max_retries=0, drop_params=True),
-            f"{request.template.name} {request.entity}")
+                model=settings.model,
+                messages=messages,
+                response_format=self.response_format(request.template),
+                temperature=settings.temperature,
+                max_tokens=request.template.max_tokens,
+                timeout=settings.request_timeout_s,
+                api_base=settings.api_base,
+                api_key=self._api_key(settings.api_base),
+                num_retries=0,
+                max_retries=0,
+                drop_params=True,
+            ),
+            f"{request.template.name} {request.entity}",
+        )
         content = response.choices[0].message.content or ""
         tokens, cost = self._account(response, started, settings.model)
         try:
             answer, error = parse_answer(content, request.template), None
         except (ValueError, ValidationError) as err:
             answer, error = None, str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-        record = {"key": key, "kind": "completion", "model": settings.model, "prompt": request.template.name,
-                  "prompt_version": request.template.version, "entity": request.entity,
-                  "status": "ok" if answer else "invalid", "content": content, "answer": answer, "error": error,
-                  "usage": tokens, "cost_usd": cost, "latency_s": round(time.perf_counter() - started, 3)}
+        record = {
+            "key": key,
+            "kind": "completion",
+            "model": settings.model,
+            "prompt": request.template.name,
+            "prompt_version": request.template.version,
+            "entity": request.entity,
+            "status": "ok" if answer else "invalid",
+            "content": content,
+            "answer": answer,
+            "error": error,
+            "usage": tokens,
+            "cost_usd": cost,
+            "latency_s": round(time.perf_counter() - started, 3),
+        }
         self.cache.put(record)
         return record
 
     @staticmethod
-    def _correction(messages: list[dict[str, str]], record: dict[str, Any],
-                    template: PromptTemplate) -> list[dict[str, str]]:
+    def _correction(
+        messages: list[dict[str, str]], record: dict[str, Any], template: PromptTemplate
+    ) -> list[dict[str, str]]:
         """The conversation extended by an invalid answer and a request to answer again."""
         fields = ", ".join(f'"{name}"' for name in template.schema.model_fields)
         return messages + [
             {"role": "assistant", "content": record["content"]},
-            {"role": "user", "content": f"That answer is not valid ({record['error']}). Reply again with only "
-                                        f"a JSON object with the keys {fields}, each a non-empty string."}]
+            {
+                "role": "user",
+                "content": f"That answer is not valid ({record['error']}). Reply again with only "
+                f"a JSON object with the keys {fields}, each a non-empty string.",
+            },
+        ]
 
     async def _complete(self, request: TextRequest) -> TextResult:
         messages = list(request.messages)
@@ -296,9 +339,13 @@ class LLMClient:
                 except (BudgetExceeded, ProviderError):
                     raise
                 except _transient_errors() as err:
-                    result = TextResult(request.entity, "error", error=self._scrub(f"{type(err).__name__}: {err}")[:300])
+                    result = TextResult(
+                        request.entity, "error", error=self._scrub(f"{type(err).__name__}: {err}")[:300]
+                    )
             bar.update(1)
-            bar.set_postfix(calls=self.usage.calls, cached=self.usage.cached, cost=f"${self.usage.cost_usd:.4f}", refresh=False)
+            bar.set_postfix(
+                calls=self.usage.calls, cached=self.usage.cached, cost=f"${self.usage.cost_usd:.4f}", refresh=False
+            )
             return result
 
         try:
@@ -326,7 +373,10 @@ class LLMClient:
         missing = list(dict.fromkeys(k for k in keys if k not in self.cache))
         text_of = dict(zip(keys, texts))
         self.usage.cached += len(keys) - len(missing)
-        batches = [missing[i:i + settings.embedding_batch_size] for i in range(0, len(missing), settings.embedding_batch_size)]
+        batches = [
+            missing[i : i + settings.embedding_batch_size]
+            for i in range(0, len(missing), settings.embedding_batch_size)
+        ]
         semaphore = asyncio.Semaphore(settings.max_concurrency)
         bar = progress_bar(len(missing), desc, "text", self.progress)
 
@@ -334,18 +384,31 @@ class LLMClient:
             async with semaphore:
                 started = time.perf_counter()
                 response = await self._with_retries(
-                    lambda: litellm.aembedding(model=settings.embedding_model, input=[text_of[k] for k in batch],
-                                               api_base=settings.embedding_api_base,
-                                               api_key=self._api_key(settings.embedding_api_base),
-                                               timeout=settings.request_timeout_s, num_retries=0, max_retries=0),
-                    f"embedding batch of {len(batch)}")
+                    lambda: litellm.aembedding(
+                        model=settings.embedding_model,
+                        input=[text_of[k] for k in batch],
+                        api_base=settings.embedding_api_base,
+                        api_key=self._api_key(settings.embedding_api_base),
+                        timeout=settings.request_timeout_s,
+                        num_retries=0,
+                        max_retries=0,
+                    ),
+                    f"embedding batch of {len(batch)}",
+                )
                 self._account(response, started, settings.embedding_model)
                 rows = sorted(response.data, key=lambda d: d["index"])
                 if len(rows) != len(batch):
                     raise ProviderError(f"embedding provider returned {len(rows)} vectors for {len(batch)} texts")
                 for key, row in zip(batch, rows):
-                    self.cache.put({"key": key, "kind": "embedding", "model": settings.embedding_model,
-                                    "vector": encode_vector(row["embedding"]), "dim": len(row["embedding"])})
+                    self.cache.put(
+                        {
+                            "key": key,
+                            "kind": "embedding",
+                            "model": settings.embedding_model,
+                            "vector": encode_vector(row["embedding"]),
+                            "dim": len(row["embedding"]),
+                        }
+                    )
                 bar.update(len(batch))
 
         try:

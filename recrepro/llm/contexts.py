@@ -41,7 +41,8 @@ class TextContexts:
             return ctx["profile"]
         if kind == "item":
             return describe(ctx["item"])
-        return f"Rated highly: {'; '.join(ctx['liked']) or 'nothing'}. Rated poorly: {'; '.join(ctx['disliked']) or 'nothing'}."
+        liked, disliked = "; ".join(ctx["liked"]) or "nothing", "; ".join(ctx["disliked"]) or "nothing"
+        return f"Rated highly: {liked}. Rated poorly: {disliked}."
 
 
 def describe(item: dict) -> str:
@@ -69,17 +70,22 @@ def _movielens(data: InteractionData, card: DatasetCard) -> TextContexts:
         worst_first = sorted((r for r in rated if r[0] <= 2), key=lambda r: (r[0], r[1]))[:MAX_DISLIKED]
         liked.append([describe(items[i]) for _, i in best_first])
         disliked.append([describe(items[i]) for _, i in worst_first])
-    return TextContexts(items=[{"item": item} for item in items],
-                        users=[{"liked": liked[u], "disliked": disliked[u]} for u in range(data.n_users)])
+    return TextContexts(
+        items=[{"item": item} for item in items],
+        users=[{"liked": liked[u], "disliked": disliked[u]} for u in range(data.n_users)],
+    )
 
 
 def _released(data: InteractionData, card: DatasetCard, raw_text_dir: Path | None) -> TextContexts:
     if raw_text_dir is None:
         raise TextUnavailable(f"{card.name}: the released profiles' folder was not given (--raw-text)")
     released = load_released(data, card, raw_text_dir)
-    return TextContexts(items=[{"profile": p["profile"]} for p in released.item_profiles],
-                        users=[{"profile": p["profile"]} for p in released.user_profiles],
-                        prompt_prefix="rlmrec_", released=released)
+    return TextContexts(
+        items=[{"profile": p["profile"]} for p in released.item_profiles],
+        users=[{"profile": p["profile"]} for p in released.user_profiles],
+        prompt_prefix="rlmrec_",
+        released=released,
+    )
 
 
 BUILDERS = {"movielens_recbole": _movielens}

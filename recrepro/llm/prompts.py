@@ -72,15 +72,21 @@ class PromptTemplate:
 
     def render(self, context: dict[str, Any]) -> list[dict[str, str]]:
         """Chat messages for one entity."""
-        return [{"role": "system", "content": self.system},
-                {"role": "user", "content": _JINJA.from_string(self.user).render(**context)}]
+        return [
+            {"role": "system", "content": self.system},
+            {"role": "user", "content": _JINJA.from_string(self.user).render(**context)},
+        ]
 
     def response_format(self, field_hints: bool = False) -> dict[str, Any]:
         """OpenAI-style structured-output request: an object of required string fields and nothing else (the
         subset strict structured output accepts everywhere); length limits are checked after parsing.
         ``field_hints`` adds the per-field token budgets (``x-field-tokens``) for the local provider."""
-        schema: dict[str, Any] = {"type": "object", "properties": {n: {"type": "string"} for n in self.schema.model_fields},
-                                  "required": list(self.schema.model_fields), "additionalProperties": False}
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": {n: {"type": "string"} for n in self.schema.model_fields},
+            "required": list(self.schema.model_fields),
+            "additionalProperties": False,
+        }
         if field_hints:
             schema["x-field-tokens"] = dict(self.field_tokens)
         return {"type": "json_schema", "json_schema": {"name": self.schema.__name__, "schema": schema, "strict": True}}
@@ -98,5 +104,12 @@ def load_prompt(name: str, directory: Path = PROMPTS_DIR) -> PromptTemplate:
         raise ValueError(f"{path}: unknown schema {raw['schema']!r}; known: {sorted(SCHEMAS)}")
     if set(raw["field_tokens"]) != set(schema.model_fields) or raw["embed_field"] not in schema.model_fields:
         raise ValueError(f"{path}: field_tokens and embed_field must name the fields of {schema.__name__}")
-    return PromptTemplate(name=raw["name"], version=int(raw["version"]), schema=schema, embed_field=raw["embed_field"],
-                          field_tokens=dict(raw["field_tokens"]), system=raw["system"], user=raw["user"])
+    return PromptTemplate(
+        name=raw["name"],
+        version=int(raw["version"]),
+        schema=schema,
+        embed_field=raw["embed_field"],
+        field_tokens=dict(raw["field_tokens"]),
+        system=raw["system"],
+        user=raw["user"],
+    )

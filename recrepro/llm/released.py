@@ -19,8 +19,10 @@ from recrepro.data.canonical import DatasetError, InteractionData
 from recrepro.data.cards import DatasetCard
 from recrepro.data.safe_pickle import safe_load
 
-LEAKAGE_NOTE = ("RLMRec's released profiles were generated with no documented training cut-off and may contain "
-                "information from validation or test interactions")
+LEAKAGE_NOTE = (
+    "RLMRec's released profiles were generated with no documented training cut-off and may contain "
+    "information from validation or test interactions"
+)
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,13 @@ def load_released(data: InteractionData, card: DatasetCard, raw_text_dir: Path) 
     for kind, expected in (("user", data.n_users), ("item", data.n_items)):
         array = np.asarray(loaded[f"{kind}_embeddings"], dtype=np.float32)
         if array.ndim != 2 or array.shape[0] != expected:
-            raise DatasetError(f"released {kind} embeddings have shape {array.shape}, {data.name} has {expected} {kind}s")
+            raise DatasetError(
+                f"released {kind} embeddings have shape {array.shape}, {data.name} has {expected} {kind}s"
+            )
         embeddings[kind] = array
-    return ReleasedText(user_profiles=_profiles(loaded["user_profiles"], data.n_users, "released user profiles"),
-                        item_profiles=_profiles(loaded["item_profiles"], data.n_items, "released item profiles"),
-                        user_embeddings=embeddings["user"], item_embeddings=embeddings["item"])
+    return ReleasedText(
+        user_profiles=_profiles(loaded["user_profiles"], data.n_users, "released user profiles"),
+        item_profiles=_profiles(loaded["item_profiles"], data.n_items, "released item profiles"),
+        user_embeddings=embeddings["user"],
+        item_embeddings=embeddings["item"],
+    )

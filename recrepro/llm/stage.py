@@ -34,8 +34,11 @@ log = logging.getLogger(__name__)
 
 STEPS = {"profiles": "profile", "intents": "intent"}
 KINDS = ("item", "user")
-EMBEDDING_KEYS = {f"{kind}_{suffix}": f"{kind}_{step}.jsonl" for kind in KINDS
-                  for step, suffix in (("profiles", "profile"), ("intents", "intent"))}
+EMBEDDING_KEYS = {
+    f"{kind}_{suffix}": f"{kind}_{step}.jsonl"
+    for kind in KINDS
+    for step, suffix in (("profiles", "profile"), ("intents", "intent"))
+}
 
 
 class TextStageFailed(RuntimeError):
@@ -90,19 +93,42 @@ def _restore_released_profiles(contexts: TextContexts, data: InteractionData, st
     """Write the published profiles as this stage's profile outputs (no model call)."""
     released = contexts.released
     for kind, profiles in (("item", released.item_profiles), ("user", released.user_profiles)):
-        rows = [{"id": i, "status": "released", "text": p["profile"],
-                 "answer": {"summarization": p["profile"], "reasoning": p["reasoning"]}} for i, p in enumerate(profiles)]
+        rows = [
+            {
+                "id": i,
+                "status": "released",
+                "text": p["profile"],
+                "answer": {"summarization": p["profile"], "reasoning": p["reasoning"]},
+            }
+            for i, p in enumerate(profiles)
+        ]
         _atomic_write(stage_dir / output_name(kind, "profiles"), "".join(json.dumps(row) + "\n" for row in rows))
-    report = {"step": "profiles", "dataset": data.name, "model": "released (RLMRec data.zip)",
-              "entities": data.n_items + data.n_users, "failed": 0, "failures": [], "usage": {"calls": 0},
-              "prompt_versions": {}, "leakage_note": LEAKAGE_NOTE}
+    report = {
+        "step": "profiles",
+        "dataset": data.name,
+        "model": "released (RLMRec data.zip)",
+        "entities": data.n_items + data.n_users,
+        "failed": 0,
+        "failures": [],
+        "usage": {"calls": 0},
+        "prompt_versions": {},
+        "leakage_note": LEAKAGE_NOTE,
+    }
     _atomic_write(stage_dir / "profiles.report.json", json.dumps(report, indent=1) + "\n")
     return report
 
 
-def run_text_step(step: str, data: InteractionData, card: DatasetCard, stage_dir: Path, settings: LLMSettings,
-                  max_failure_fraction: float = 0.0, use_shipped_cache: bool = True,
-                  progress: bool | None = None, raw_text_dir: Path | None = None) -> dict[str, Any]:
+def run_text_step(
+    step: str,
+    data: InteractionData,
+    card: DatasetCard,
+    stage_dir: Path,
+    settings: LLMSettings,
+    max_failure_fraction: float = 0.0,
+    use_shipped_cache: bool = True,
+    progress: bool | None = None,
+    raw_text_dir: Path | None = None,
+) -> dict[str, Any]:
     """Generate one step's texts for every user and item and write its output files; returns its report."""
     if step not in STEPS:
         raise ValueError(f"unknown LLM step {step!r}; steps: {sorted(STEPS)}")
@@ -119,21 +145,39 @@ def run_text_step(step: str, data: InteractionData, card: DatasetCard, stage_dir
     results = asyncio.run(client.complete(requests, desc=f"{data.name} {step}"))
 
     failures = [r for r in results if r.status != "ok"]
-    report = {"step": step, "dataset": data.name, "model": settings.model, "entities": len(results),
-              "failed": len(failures), "failures": [_failure(r) for r in failures], "usage": client.usage.as_dict(),
-              "prompt_versions": {r.template.name: r.template.version for r in requests}}
+    report = {
+        "step": step,
+        "dataset": data.name,
+        "model": settings.model,
+        "entities": len(results),
+        "failed": len(failures),
+        "failures": [_failure(r) for r in failures],
+        "usage": client.usage.as_dict(),
+        "prompt_versions": {r.template.name: r.template.version for r in requests},
+    }
     if len(failures) > max_failure_fraction * len(results):
         ids = ", ".join(r.entity for r in failures[:20]) + (" ..." if len(failures) > 20 else "")
         raise TextStageFailed(
             f"{step}: {len(failures)} of {len(results)} entities failed ({ids}); the raw answers are in "
-            f"{cache.path}. Allowed: {max_failure_fraction:.1%} (llm.max_failure_fraction). No output was written.")
+            f"{cache.path}. Allowed: {max_failure_fraction:.1%} (llm.max_failure_fraction). No output was written."
+        )
     for kind in KINDS:
-        rows = [_row(result, request, contexts, kind) for result, request in zip(results, requests)
-                if request.entity.startswith(f"{kind}:")]
+        rows = [
+            _row(result, request, contexts, kind)
+            for result, request in zip(results, requests)
+            if request.entity.startswith(f"{kind}:")
+        ]
         _atomic_write(stage_dir / output_name(kind, step), "".join(json.dumps(row) + "\n" for row in rows))
     _atomic_write(stage_dir / f"{step}.report.json", json.dumps(report, indent=1) + "\n")
-    log.info("%s: %d entities, %d calls, %d cached, %d failed, $%.4f", step, len(results), client.usage.calls,
-             client.usage.cached, len(failures), client.usage.cost_usd)
+    log.info(
+        "%s: %d entities, %d calls, %d cached, %d failed, $%.4f",
+        step,
+        len(results),
+        client.usage.calls,
+        client.usage.cached,
+        len(failures),
+        client.usage.cost_usd,
+    )
     return report
 
 
@@ -144,14 +188,29 @@ def _failure(result: TextResult) -> dict[str, Any]:
 def _row(result: TextResult, request: TextRequest, contexts: TextContexts, kind: str) -> dict[str, Any]:
     index = int(request.entity.split(":")[1])
     if result.status == "ok":
-        return {"id": index, "status": "ok", "text": result.answer[request.template.embed_field],
-                "answer": result.answer}
-    return {"id": index, "status": "fallback", "text": contexts.fallback(kind, index), "answer": None,
-            "error": result.error}
+        return {
+            "id": index,
+            "status": "ok",
+            "text": result.answer[request.template.embed_field],
+            "answer": result.answer,
+        }
+    return {
+        "id": index,
+        "status": "fallback",
+        "text": contexts.fallback(kind, index),
+        "answer": None,
+        "error": result.error,
+    }
 
 
-def run_embeddings(data: InteractionData, stage_dir: Path, settings: LLMSettings, progress: bool | None = None,
-                   card: DatasetCard | None = None, raw_text_dir: Path | None = None) -> dict[str, Any]:
+def run_embeddings(
+    data: InteractionData,
+    stage_dir: Path,
+    settings: LLMSettings,
+    progress: bool | None = None,
+    card: DatasetCard | None = None,
+    raw_text_dir: Path | None = None,
+) -> dict[str, Any]:
     """Embed the profile and intent texts and write ``embeddings.npz`` and ``manifest.json``. With released
     profiles (RLMRec), their published embeddings are used and only the intents are embedded."""
     cache = ResponseCache(stage_dir / "cache.jsonl")
@@ -161,14 +220,16 @@ def run_embeddings(data: InteractionData, stage_dir: Path, settings: LLMSettings
         expected = data.n_items if key.startswith("item") else data.n_users
         if [r["id"] for r in entity_rows] != list(range(expected)):
             raise ValueError(f"{EMBEDDING_KEYS[key]} does not hold one row per entity in id order")
-    released = (load_released(data, card, raw_text_dir) if card is not None and card.text.source == "rlmrec_profiles"
-                else None)
+    released = (
+        load_released(data, card, raw_text_dir) if card is not None and card.text.source == "rlmrec_profiles" else None
+    )
     to_embed = [key for key in EMBEDDING_KEYS if released is None or key.endswith("intent")]
-    vectors = asyncio.run(client.embed([r["text"] for key in to_embed for r in rows[key]],
-                                       desc=f"{data.name} embeddings"))
+    vectors = asyncio.run(
+        client.embed([r["text"] for key in to_embed for r in rows[key]], desc=f"{data.name} embeddings")
+    )
     arrays, start = {}, 0
     for key in to_embed:
-        arrays[key] = vectors[start:start + len(rows[key])]
+        arrays[key] = vectors[start : start + len(rows[key])]
         start += len(rows[key])
     if released is not None:
         arrays["user_profile"], arrays["item_profile"] = released.user_embeddings, released.item_embeddings
@@ -185,8 +246,11 @@ def run_embeddings(data: InteractionData, stage_dir: Path, settings: LLMSettings
         "embedding_model": settings.embedding_model,
         "embedding_dim": int(vectors.shape[1]),
         "profile_embedding_dim": int(arrays["user_profile"].shape[1]),
-        "profiles": ("released by RLMRec (GPT-3.5, embedded with text-embedding-ada-002); " + LEAKAGE_NOTE
-                     if released is not None else f"generated by {settings.model}"),
+        "profiles": (
+            "released by RLMRec (GPT-3.5, embedded with text-embedding-ada-002); " + LEAKAGE_NOTE
+            if released is not None
+            else f"generated by {settings.model}"
+        ),
         "prompt_versions": {**reports["profiles"]["prompt_versions"], **reports["intents"]["prompt_versions"]},
         "entities": {"users": data.n_users, "items": data.n_items},
         "fallbacks": {key: [r["id"] for r in rows[key] if r["status"] == "fallback"] for key in EMBEDDING_KEYS},
@@ -198,8 +262,14 @@ def run_embeddings(data: InteractionData, stage_dir: Path, settings: LLMSettings
     return manifest
 
 
-def export_responses(data: InteractionData, card: DatasetCard, stage_dir: Path, settings: LLMSettings,
-                     out: Path, raw_text_dir: Path | None = None) -> int:
+def export_responses(
+    data: InteractionData,
+    card: DatasetCard,
+    stage_dir: Path,
+    settings: LLMSettings,
+    out: Path,
+    raw_text_dir: Path | None = None,
+) -> int:
     """Write the cached responses behind the stage's profile and intent outputs (in request order) as a gzip
     JSONL file that can be shipped and declared in the dataset card; returns the number of records."""
     contexts = build_contexts(data, card, raw_text_dir)
@@ -212,8 +282,9 @@ def export_responses(data: InteractionData, card: DatasetCard, stage_dir: Path, 
         for request in build_requests(step, contexts, stage_dir):
             chain = client.cached_keys(request)
             if not chain:
-                raise RuntimeError(f"no cached response for {request.template.name} {request.entity}; "
-                                   "run the stage first")
+                raise RuntimeError(
+                    f"no cached response for {request.template.name} {request.entity}; run the stage first"
+                )
             keys += chain
     out.parent.mkdir(parents=True, exist_ok=True)
     cache.export(out, keys)
