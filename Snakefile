@@ -17,6 +17,14 @@ if "variants" not in config:
 
 
 include: "rules/common.smk"
+
+
+# A hosted LLM provider's key must be in the environment (never in the config); assert it up front.
+if config["llm"].get("api_key_env"):
+
+    envvars:
+        config["llm"]["api_key_env"],
+
 include: "rules/data.smk"
 include: "rules/llm.smk"
 include: "rules/tune.smk"

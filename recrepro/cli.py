@@ -196,7 +196,7 @@ def _cmd_tune(args: argparse.Namespace) -> None:
 def _cmd_table1(args: argparse.Namespace) -> None:
     from recrepro.tables import table1
 
-    _write(args.out, table1(args.meta))
+    _write(args.out, table1(args.meta, title=args.title))
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
@@ -360,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("table1", help="dataset statistics table from prepared datasets")
     p.add_argument("meta", nargs="+", type=Path, help="meta.json of each prepared dataset")
+    p.add_argument("--title", default="Table 1: dataset statistics")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_cmd_table1)
 

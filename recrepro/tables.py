@@ -37,7 +37,7 @@ def markdown(rows: list[list[Any]], headers: list[str]) -> str:
 # ------------------------------------------------------------------------------------------------------ table 1
 
 
-def table1(meta_files: Iterable[Path]) -> str:
+def table1(meta_files: Iterable[Path], title: str = "Table 1: dataset statistics") -> str:
     """Dataset statistics: users, items, interactions (train/val/test and total), density."""
     rows = []
     for path in meta_files:
@@ -60,9 +60,10 @@ def table1(meta_files: Iterable[Path]) -> str:
         headers=["Dataset", "#Users", "#Items", "#Interactions", "Train / Val / Test", "Density"],
         tablefmt="github",
         colalign=("left", "right", "right", "right", "right", "right"),
+        disable_numparse=True,
     )
     return (
-        "# Table 1: dataset statistics\n\n" + table + "\n\n"
+        f"# {title}\n\n" + table + "\n\n"
         "Density = interactions / (users x items), over all three parts. Statistics are checked against each "
         "dataset's card (datasets/<name>.yaml) when the data is loaded.\n"
     )
