@@ -94,6 +94,7 @@ def run_or_show_log(workdir: Path, log: str, *args: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # about 2 minutes on a 2-core CPU
 def test_reported_metrics_do_not_drift(workdir):
     """CI regression: the small deterministic configuration reproduces the committed metrics."""
     run_or_show_log(
@@ -109,6 +110,7 @@ def test_reported_metrics_do_not_drift(workdir):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2700)
 def test_default_pipeline_end_to_end(workdir):
     """Every rule of the default experiment on ml-100k, with the quick budget of config/quick.yaml."""
     configs = ("--configfile", str(workdir / "config" / "config.yaml"), str(workdir / "config" / "quick.yaml"))
