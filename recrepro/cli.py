@@ -226,9 +226,9 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 def _cmd_compare(args: argparse.Namespace) -> None:
     from recrepro.compare import compare, load_reference
-    from recrepro.tables import load_records
+    from recrepro.tables import Runs
 
-    text, ok = compare(load_records(args.runs), load_reference(args.reference), args.tolerance)
+    text, ok = compare(Runs.load(args.runs).records, load_reference(args.reference), args.tolerance)
     _write(args.out, text)
     if args.check and not ok:
         raise RuntimeError(f"some metrics differ from the reference by more than {args.tolerance:.0%}; see {args.out}")

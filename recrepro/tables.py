@@ -189,6 +189,13 @@ def _text_models(records: list[dict]) -> list[str]:
     return sorted({r["side_inputs"]["text"] for r in records if "text" in r.get("side_inputs", {})})
 
 
+def variant_name(variant: str, variants: dict[str, dict]) -> str:
+    """A variant's label, prefixed by its backbone group for add-ons (``DCCF +RLMRec-Con``)."""
+    spec = variants.get(variant, {})
+    label = spec.get("label", variant)
+    return f"{spec['group']} {label}" if label.startswith("+") and spec.get("group") else label
+
+
 def footer(records: list[dict], variants: dict[str, dict], tuning: dict | None, extra: list[str] = ()) -> str:
     """Provenance, protocol, tuning budget and every deviation from the reference."""
     seeds = sorted({r["seed"] for r in records})
@@ -198,11 +205,7 @@ def footer(records: list[dict], variants: dict[str, dict], tuning: dict | None, 
     checksums = sorted({f"{r['dataset']} {r['dataset_sha256'][:12]}" for r in records})
     packages = records[0]["provenance"]["packages"] if records else {}
     presets = sorted(
-        {
-            f"{variants.get(r['variant'], {}).get('label', r['variant'])}: {r['preset']}"
-            for r in records
-            if r["preset"] != "faithful"
-        }
+        {f"{variant_name(r['variant'], variants)}: {r['preset']}" for r in records if r["preset"] != "faithful"}
     )
     if tuning:
         budget = (
@@ -227,12 +230,13 @@ def footer(records: list[dict], variants: dict[str, dict], tuning: dict | None, 
         f"- Packages: {', '.join(f'{k} {v}' for k, v in packages.items() if v != 'not installed')}",
         *[f"- {line}" for line in extra],
     ]
-    deviations = sorted(
-        {(variants.get(r["variant"], {}).get("label", r["variant"]), d) for r in records for d in r["deviations"]}
-    )
-    if deviations:
+    deviations: dict[str, set[str]] = {}
+    for r in records:
+        deviations.setdefault(variant_name(r["variant"], variants), set()).update(r["deviations"])
+    if any(deviations.values()):
         lines += ["", "Deviations from the reference configuration, per variant:"]
-        lines += [f"- {variant}: {text}" for variant, text in deviations]
+        for variant, texts in sorted(deviations.items()):
+            lines += [f"- {variant}:", *[f"  - {text}" for text in sorted(texts)]] if texts else []
     return "\n".join(lines) + "\n"
 
 

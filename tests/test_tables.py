@@ -160,3 +160,19 @@ def test_reference_comparison_reports_relative_differences(runs):
     assert not ok
     text, ok = compare_reference(runs.records, {}, 0.03)
     assert ok and "No numbers measured with the reference code exist" in text
+
+
+def test_compare_and_regression_commands_on_run_files(tmp_path, monkeypatch):
+    from recrepro.cli import main
+
+    monkeypatch.setattr(tables, "git_commit", lambda: {"commit": "0123456789abcdef", "dirty": False})
+    paths = [str(p) for p in make_runs(tmp_path / "runs")]
+    reference = tmp_path / "reference.yaml"
+    reference.write_text("base: {alpha: {source: measured, test: {recall@20: 0.19}}}\n")
+    out = tmp_path / "comparison.md"
+    assert main(["compare", *paths, "--reference", str(reference), "--out", str(out)]) == 0
+    assert "| base     | alpha     | R@20" in out.read_text()
+    expected = tmp_path / "expected.json"
+    assert main(["regression", "update", *paths, "--expected", str(expected)]) == 0
+    assert main(["regression", "check", *paths, "--expected", str(expected), "--out", str(tmp_path / "r.md")]) == 0
+    assert "within" in (tmp_path / "r.md").read_text()

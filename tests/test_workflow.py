@@ -81,7 +81,10 @@ def test_a_configured_api_key_variable_must_be_set(workdir, monkeypatch):
     out = snakemake(workdir, "-n", "results/table2.md", "--config", "llm={api_key_env: RECREPRO_TEST_KEY}", check=False)
     assert out.returncode != 0 and "RECREPRO_TEST_KEY" in out.stdout + out.stderr
     monkeypatch.setenv("RECREPRO_TEST_KEY", "sk-test")
-    assert snakemake(workdir, "-n", "results/table2.md", "--config", "llm={api_key_env: RECREPRO_TEST_KEY}").returncode == 0
+    assert (
+        snakemake(workdir, "-n", "results/table2.md", "--config", "llm={api_key_env: RECREPRO_TEST_KEY}").returncode
+        == 0
+    )
 
 
 def run_or_show_log(workdir: Path, log: str, *args: str) -> None:
