@@ -12,7 +12,8 @@ env: $(ENV_DIR)/.complete
 	ln -sfn $(ENV_DIR) .venv
 	.venv/bin/pip install --quiet --no-deps --no-build-isolation -e .
 
-$(ENV_DIR)/.complete: requirements/lock.txt
+# no prerequisite on the lock file: its hash is in the path, and a fresh clone's newer mtime must not rebuild
+$(ENV_DIR)/.complete:
 	rm -rf $(ENV_DIR)
 	$(PYTHON) -m venv $(ENV_DIR)
 	$(ENV_DIR)/bin/pip install --quiet -r requirements/lock.txt

@@ -157,7 +157,7 @@ def improvement_table(runs: Runs, variants: dict[str, dict], order: list[str]) -
         base = variants[variant].get("baseline")
         if not base or not any(runs.get(variant, d) and runs.get(base, d) for d in runs.datasets):
             continue
-        row = [variants[variant].get("label", variant), variants.get(base, {}).get("label", base)]
+        row = [variant_name(variant, variants), variant_name(base, variants)]
         for dataset in runs.datasets:
             if not (runs.get(variant, dataset) and runs.get(base, dataset)):
                 row += ["–"] * len(METRIC_COLUMNS)
@@ -284,7 +284,7 @@ def efficiency_table(runs: Runs, variants: dict[str, dict]) -> str:
             }
             rows.append(
                 [
-                    variants[variant].get("label", variant),
+                    variant_name(variant, variants),
                     dataset,
                     f"{mean['seconds_per_epoch']:.3f}",
                     f"{mean['seconds_per_validation']:.3f}",
@@ -353,9 +353,7 @@ def sparsity(
             continue
         users, _ = runs.per_user(present[0], dataset, "recall@20")
         groups = user_groups(train_counts[dataset], users, bins.get(dataset))
-        headers = ["Group", "#users"] + [
-            f"{variants[v].get('label', v)} {m}" for v in present for m in ("R@20", "N@20")
-        ]
+        headers = ["Group", "#users"] + [f"{variant_name(v, variants)} {m}" for v in present for m in ("R@20", "N@20")]
         rows = []
         for name, group in groups.items():
             row = [name, f"{int(group['mask'].sum()):,}"]
@@ -393,12 +391,13 @@ def _plot_sparsity(data: dict, variants: dict[str, dict], path: Path) -> None:
         for col, metric in enumerate(("recall@20", "ndcg@20")):
             ax = axes[row][col]
             for variant, values in data[dataset].get(metric, {}).items():
-                ax.plot(range(len(groups)), values, marker="o", label=variants[variant].get("label", variant))
+                ax.plot(range(len(groups)), values, marker="o", label=variant_name(variant, variants))
             ax.set_xticks(range(len(groups)), groups, fontsize=8)
             ax.set_title(f"{dataset}: {short_metric(metric)} by training-interaction quartile", fontsize=10)
             ax.grid(alpha=0.3)
-    axes[0][1].legend(fontsize=7, loc="best")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

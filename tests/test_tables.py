@@ -131,7 +131,7 @@ def test_table2_marks_best_and_second_and_significance(runs):
     addon_row = next(line for line in text.splitlines() if "+Addon" in line and "**" in line)
     assert addon_row.count("**") == 2 * len(METRICS) * 2  # best in every column
     assert "<u>" in next(line for line in text.splitlines() if "| Base" in line)
-    improvement = next(line for line in text.splitlines() if line.startswith("| +Addon"))
+    improvement = next(line for line in text.splitlines() if line.startswith("| G +Addon"))
     assert "†*" in improvement or "*" in improvement
     assert "model.x=1 (reference 2)" in text and "3 trials per method" in text
 
