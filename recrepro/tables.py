@@ -232,11 +232,12 @@ def footer(records: list[dict], variants: dict[str, dict], tuning: dict | None, 
     ]
     deviations: dict[str, set[str]] = {}
     for r in records:
-        deviations.setdefault(variant_name(r["variant"], variants), set()).update(r["deviations"])
-    if any(deviations.values()):
+        if r["deviations"]:
+            deviations.setdefault(variant_name(r["variant"], variants), set()).update(r["deviations"])
+    if deviations:
         lines += ["", "Deviations from the reference configuration, per variant:"]
         for variant, texts in sorted(deviations.items()):
-            lines += [f"- {variant}:", *[f"  - {text}" for text in sorted(texts)]] if texts else []
+            lines += [f"- {variant}:", *[f"  - {text}" for text in sorted(texts)]]
     return "\n".join(lines) + "\n"
 
 
