@@ -176,3 +176,12 @@ def test_compare_and_regression_commands_on_run_files(tmp_path, monkeypatch):
     assert main(["regression", "update", *paths, "--expected", str(expected)]) == 0
     assert main(["regression", "check", *paths, "--expected", str(expected), "--out", str(tmp_path / "r.md")]) == 0
     assert "within" in (tmp_path / "r.md").read_text()
+
+
+def test_regression_check_without_expected_values_is_a_clear_error(tmp_path, caplog):
+    from recrepro.cli import main
+
+    paths = [str(p) for p in make_runs(tmp_path / "runs")]
+    missing, report = tmp_path / "expected.json", tmp_path / "r.md"
+    assert main(["regression", "check", *paths, "--expected", str(missing), "--out", str(report)]) == 1
+    assert str(missing) in caplog.text and not report.exists()
