@@ -44,7 +44,7 @@ from recrepro.registry import register_method
 
 MOMENTUM = 0.999  # hard-coded in the reference
 ITM_TRANSLATION_SHARE = 0.4  # hard-coded in the reference: 0.4 x translation + 0.6 x distillation
-TRANSLATION_BLOCK = 2048  # rows per block of the N x N translation similarity
+TRANSLATION_BLOCK = 4096  # rows per block of the N x N translation similarity (one block below this size)
 
 
 class IntentParams(MethodParams):
@@ -104,12 +104,14 @@ class _IntentRepresentation(GraphEncoderMethod):
         p, graph = self.params, self.inputs.graph
         user_emb, item_emb = graph.split(encoded.nodes)
         terms = {"kd": self.profile_alignment(user_emb, item_emb, users, pos, neg)}
+        # Z = f_t(T) of all N nodes, when translation or matching needs it (the intent alignment then reuses it)
+        needs_all = self._uses_translation() or self._uses_itm()
+        projected = self.intent_alignment.projector(self.all_intents) if needs_all else None
         if p.intent_alignment:
             intent_users, intent_items = graph.split(self.intent_representation(encoded))
-            terms["kd_int"] = self.intent_alignment(intent_users, intent_items, users, pos, neg)
-        if not (self._uses_translation() or self._uses_itm()):
+            terms["kd_int"] = self.intent_alignment(intent_users, intent_items, users, pos, neg, projected)
+        if projected is None:
             return terms
-        projected = self.intent_alignment.projector(self.all_intents)  # Z = f_t(T) for all N nodes
         translation = encoded.nodes.new_zeros(())
         if self._uses_translation():
             noisy_text = projected + projected * torch.randn_like(projected)

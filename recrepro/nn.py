@@ -31,15 +31,22 @@ def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 
 
 class _CosineLogSumExp(torch.autograd.Function):
-    """sum_b log sum_c m_c exp(<a_b, c_c> / t) for unit vectors a, c and candidate multiplicities m, with one
-    B x C buffer.
+    """sum_b w_b log sum_c m_c exp(<a_b, c_c> / t) for unit vectors a, c, candidate multiplicities m and anchor
+    multiplicities w, with one B x C buffer.
 
     Cosines are at most 1, so exp((s - 1) / t) never overflows and the sum needs no row maximum; the softmax
     kept for the backward pass is that same buffer, normalised in place.
     """
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, c: torch.Tensor, log_counts: torch.Tensor | None, temperature: float):
+    def forward(
+        ctx,
+        a: torch.Tensor,
+        c: torch.Tensor,
+        log_counts: torch.Tensor | None,
+        row_weights: torch.Tensor | None,
+        temperature: float,
+    ):
         weights = (a / temperature) @ c.T
         weights.sub_(1 / temperature)
         if log_counts is not None:
@@ -47,15 +54,18 @@ class _CosineLogSumExp(torch.autograd.Function):
         weights.exp_()
         totals = weights.sum(1)
         weights.div_(totals.unsqueeze(1))  # softmax over the candidates
-        ctx.save_for_backward(a, c, weights)
+        ctx.save_for_backward(a, c, weights, row_weights)
         ctx.temperature = temperature
-        return (totals.log() + 1 / temperature).sum()
+        per_row = totals.log() + 1 / temperature
+        return (per_row * row_weights).sum() if row_weights is not None else per_row.sum()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        a, c, weights = ctx.saved_tensors
+        a, c, weights, row_weights = ctx.saved_tensors
         scaled = weights.mul_(grad / ctx.temperature)  # in place: the buffer is not needed after this
-        return scaled @ c, scaled.T @ a, None, None
+        if row_weights is not None:
+            scaled.mul_(row_weights.unsqueeze(1))
+        return scaled @ c, scaled.T @ a, None, None, None
 
 
 def info_nce(
@@ -64,16 +74,22 @@ def info_nce(
     candidates: torch.Tensor,
     temperature: float,
     counts: torch.Tensor | None = None,
+    anchor_counts: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The reference's ``cal_infonce_loss``: sum over rows of -cos(a, p)/t + log sum_c exp(cos(a, c)/t), with
     L2 normalisation by sqrt(|x|^2 + 1e-8); the positive must be among the candidates. Returns a **sum**.
 
-    ``counts`` gives each candidate's multiplicity: a candidate set with repeated rows (the reference's in-batch
-    item candidates) can be passed once per distinct row, with the same value and gradient.
+    Repeated rows can be passed once with their multiplicity, with the same value and gradient: ``counts`` for
+    candidates (the reference's in-batch item candidates repeat), ``anchor_counts`` for (anchor, positive) rows
+    (a user or item that occurs several times in the batch).
     """
     a, p, c = _normalize_eps(anchor), _normalize_eps(positive), _normalize_eps(candidates)
     log_counts = torch.log(counts.to(a.dtype)) if counts is not None else None
-    return -(a * p).sum() / temperature + _CosineLogSumExp.apply(a, c, log_counts, temperature)
+    row_weights = anchor_counts.to(a.dtype) if anchor_counts is not None else None
+    alignment = (a * p).sum(-1)
+    if row_weights is not None:
+        alignment = alignment * row_weights
+    return -alignment.sum() / temperature + _CosineLogSumExp.apply(a, c, log_counts, row_weights, temperature)
 
 
 def ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -96,7 +112,9 @@ def chunked_ssl_con_loss(
 ) -> torch.Tensor:
     """:func:`ssl_con_loss` computed over blocks of ``chunk_size`` rows, each recomputed in the backward pass
     (activation checkpointing), so memory is O(chunk_size x N) instead of O(N^2) with the same value and
-    gradient."""
+    gradient. A matrix that fits in one block is computed directly (no recomputation)."""
+    if x.shape[0] <= chunk_size:
+        return ssl_con_loss(x, y, temperature)
     x, y = F.normalize(x), F.normalize(y)
     total = x.new_zeros(())
     for start in range(0, x.shape[0], chunk_size):
@@ -175,24 +193,41 @@ class TextAlignment(nn.Module):
         self.projector = projector if projector is not None else Projector(user_text.shape[1], out_dim)
         self.weight, self.temperature = weight, temperature
 
-    def project_users(self) -> torch.Tensor:
-        return self.projector(self.user_text)
-
-    def _in_batch(self, item_emb: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def _in_batch(
+        self, item_emb: torch.Tensor, items: torch.Tensor, projected_items: torch.Tensor | None
+    ) -> torch.Tensor:
         """NCE of the batch's items against the batch's projected texts of the same role, duplicates included:
-        each distinct item is projected and scored once, weighted by its multiplicity."""
-        distinct, inverse, counts = torch.unique(items, return_inverse=True, return_counts=True)
-        projected = self.projector(self.item_text[distinct])
-        return info_nce(item_emb[items], projected[inverse], projected, self.temperature, counts)
+        each distinct item is projected and scored once, weighted by its multiplicity (as anchor and as
+        candidate)."""
+        distinct, counts = torch.unique(items, return_counts=True)
+        projected = self.projector(self.item_text[distinct]) if projected_items is None else projected_items[distinct]
+        return info_nce(item_emb[distinct], projected, projected, self.temperature, counts, counts)
 
     def forward(
-        self, user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
+        self,
+        user_emb: torch.Tensor,
+        item_emb: torch.Tensor,
+        users: torch.Tensor,
+        pos: torch.Tensor,
+        neg: torch.Tensor,
+        projected: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        projected_users = self.project_users()
+        """The weighted alignment loss of one batch; ``projected`` may pass f(text) of every user and item (users
+        first) when the caller has it already."""
+        n_users = self.user_text.shape[0]
+        projected_users = self.projector(self.user_text) if projected is None else projected[:n_users]
+        projected_items = None if projected is None else projected[n_users:]
+        distinct_users, user_counts = torch.unique(users, return_counts=True)
         total = (
-            info_nce(user_emb[users], projected_users[users], projected_users, self.temperature)
-            + self._in_batch(item_emb, pos)
-            + self._in_batch(item_emb, neg)
+            info_nce(
+                user_emb[distinct_users],
+                projected_users[distinct_users],
+                projected_users,
+                self.temperature,
+                anchor_counts=user_counts,
+            )
+            + self._in_batch(item_emb, pos, projected_items)
+            + self._in_batch(item_emb, neg, projected_items)
         )
         return self.weight * total / len(users)
 
