@@ -30,6 +30,7 @@ include: "rules/llm.smk"
 include: "rules/tune.smk"
 include: "rules/train.smk"
 include: "rules/tables.smk"
+include: "rules/fidelity.smk"
 
 
 rule all:

@@ -193,6 +193,34 @@ def _cmd_tune(args: argparse.Namespace) -> None:
     print(f"tune {args.step}: wrote {args.out}")
 
 
+def _cmd_stand_in_text(args: argparse.Namespace) -> None:
+    from recrepro.reference_io import write_stand_in_stage
+
+    _, data = _dataset(args)
+    out = Path(args.out or paths.resources_dir() / "stand-in" / args.dataset)
+    manifest = write_stand_in_stage(data, out)
+    print(f"wrote stand-in text of {data.name} to {out} (sha256 {manifest['checksums']['embeddings.npz']})")
+
+
+def _cmd_export_reference(args: argparse.Namespace) -> None:
+    from recrepro import reference_io
+    from recrepro.inputs import load_extra
+
+    _, data = _dataset(args)
+    out = Path(args.out)
+    if args.format == "kgin":
+        kg = load_extra("kg", data, text_dir=_text_dir(args))
+        checksums = reference_io.export_kgin(data, kg.triples, out, target=args.target)
+    else:
+        if args.stand_in_text:
+            text = reference_io.stand_in_text(data.n_users, data.n_items)
+        else:
+            embeddings = load_extra("text", data, text_dir=_text_dir(args))
+            text = {key: getattr(embeddings, key) for key in reference_io.TEXT_KEYS}
+        checksums = reference_io.export_irllrec(data, text, out)
+    print(json.dumps({"dataset": data.name, "dataset_sha256": data.checksum, "files": checksums}, indent=1))
+
+
 def _cmd_table1(args: argparse.Namespace) -> None:
     from recrepro.tables import table1
 
@@ -224,14 +252,14 @@ def _cmd_report(args: argparse.Namespace) -> None:
     _write(args.out, text)
 
 
-def _cmd_compare(args: argparse.Namespace) -> None:
-    from recrepro.compare import compare, load_reference
-    from recrepro.tables import Runs
+def _cmd_fidelity(args: argparse.Namespace) -> None:
+    from recrepro import fidelity
 
-    text, ok = compare(Runs.load(args.runs).records, load_reference(args.reference), args.tolerance)
+    records = [json.loads(Path(path).read_text()) for path in args.runs]
+    text, ok = fidelity.report(records, fidelity.load_reference(args.reference), args.tolerance)
     _write(args.out, text)
     if args.check and not ok:
-        raise RuntimeError(f"some metrics differ from the reference by more than {args.tolerance:.0%}; see {args.out}")
+        raise RuntimeError(f"some rows differ from the reference by more than {args.tolerance:.0%}; see {args.out}")
 
 
 def _cmd_regression(args: argparse.Namespace) -> None:
@@ -358,6 +386,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="gzip JSONL file to write")
     p.set_defaults(func=_cmd_llm_export)
 
+    p = sub.add_parser("stand-in-text", help="write deterministic stand-in text embeddings (implementation checks)")
+    p.add_argument("dataset")
+    p.add_argument("--data", help="canonical dataset folder (default resources/datasets/<dataset>)")
+    p.add_argument("--out", help="folder to write (default resources/stand-in/<dataset>); pass it to train --text")
+    p.set_defaults(func=_cmd_stand_in_text)
+
+    p = sub.add_parser("export-reference", help="write a prepared dataset in an official implementation's input format")
+    p.add_argument("dataset")
+    p.add_argument("--format", choices=["irllrec", "kgin"], default="irllrec")
+    p.add_argument("--out", required=True, help="folder to write (the reference's data/<dataset> folder)")
+    p.add_argument("--data", help="canonical dataset folder (default resources/datasets/<dataset>)")
+    text = p.add_mutually_exclusive_group()
+    text.add_argument("--text", help="LLM-stage folder whose embeddings to export (default resources/llm/<dataset>)")
+    text.add_argument("--stand-in-text", action="store_true", help="export the deterministic stand-in text instead")
+    p.add_argument("--target", choices=["val", "test"], default="test", help="kgin: our part written as test.txt")
+    p.set_defaults(func=_cmd_export_reference)
+
     p = sub.add_parser("table1", help="dataset statistics table from prepared datasets")
     p.add_argument("meta", nargs="+", type=Path, help="meta.json of each prepared dataset")
     p.add_argument("--title", default="Table 1: dataset statistics")
@@ -384,13 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--plot", type=Path, help="PNG plot to write")
         p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("compare", help="compare run records with numbers measured with the reference code")
-    p.add_argument("runs", nargs="+", type=Path, help="run records (JSON)")
+    p = sub.add_parser("fidelity", help="our runs next to the official code's numbers on identical inputs")
+    p.add_argument("runs", nargs="*", type=Path, help="run records (JSON)")
     p.add_argument("--reference", type=Path, default=paths.REPO_ROOT / "config" / "reference_numbers.yaml")
     p.add_argument("--tolerance", type=float, default=0.03, help="relative tolerance (default 0.03)")
-    p.add_argument("--check", action="store_true", help="exit with an error if a metric is outside the tolerance")
+    p.add_argument("--check", action="store_true", help="exit with an error if an unexplained row is outside it")
     p.add_argument("--out", type=Path, required=True)
-    p.set_defaults(func=_cmd_compare)
+    p.set_defaults(func=_cmd_fidelity)
 
     p = sub.add_parser("regression", help="check run metrics against committed expected values, or refresh them")
     p.add_argument("step", choices=["check", "update"])

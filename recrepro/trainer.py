@@ -274,6 +274,10 @@ def train_run(
         "deviations": deviations,
         "side_inputs": side_inputs,
         "dataset_sha256": data.checksum,
+        "inputs": {
+            "dataset_sha256": data.checksum,
+            **{name: value.fingerprint() for name, value in model.inputs.extras.items()},
+        },
         "metrics": {"val": best_val.means, **({"test": test_result.means} if test_result else {})},
         "n_eval_users": {"val": len(best_val.users), **({"test": len(test_result.users)} if test_result else {})},
         "best_epoch": state["best_epoch"],

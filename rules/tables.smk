@@ -8,7 +8,7 @@ rule table1:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro table1 {input} --out {output} > {log} 2>&1"
+        "python -m recrepro table1 {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule table3:
@@ -24,7 +24,7 @@ rule table3:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro table3 {input} --variants {params.variants} {params.tuning} --out {output} > {log} 2>&1"
+        "python -m recrepro table3 {input:q} --variants {params.variants} {params.tuning} --out {output:q} > {log:q} 2>&1"
 
 
 rule efficiency:
@@ -39,7 +39,7 @@ rule efficiency:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro efficiency {input} --variants {params.variants} --out {output} > {log} 2>&1"
+        "python -m recrepro efficiency {input:q} --variants {params.variants} --out {output:q} > {log:q} 2>&1"
 
 
 rule sparsity:
@@ -57,28 +57,14 @@ rule sparsity:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro sparsity {input.runs} --variants {params.variants} --data {params.data}"
-        " --plot {output.plot} --out {output.table} > {log} 2>&1"
-
-
-rule reference_comparison:
-    input:
-        all_runs,
-    output:
-        "results/reference_comparison.md",
-    log:
-        "logs/tables/reference_comparison.log",
-    conda:
-        "../environment.yml"
-    shell:
-        "python -m recrepro compare {input} --out {output} > {log} 2>&1"
+        "python -m recrepro sparsity {input.runs:q} --variants {params.variants} --data {params.data:q}"
+        " --plot {output.plot:q} --out {output.table:q} > {log:q} 2>&1"
 
 
 rule table2:
     input:
         runs=table2_runs,
-        others=["results/table1.md", "results/table3.md", "results/sparsity.md", "results/efficiency.md",
-                "results/reference_comparison.md"],
+        others=["results/table1.md", "results/table3.md", "results/sparsity.md", "results/efficiency.md"],
     output:
         "results/table2.md",
     params:
@@ -89,8 +75,8 @@ rule table2:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro table2 {input.runs} --variants {params.variants} {params.tuning}"
-        " --see-also table1.md table3.md sparsity.md efficiency.md reference_comparison.md --out {output} > {log} 2>&1"
+        "python -m recrepro table2 {input.runs:q} --variants {params.variants} {params.tuning}"
+        " --see-also table1.md table3.md sparsity.md efficiency.md fidelity.md --out {output:q} > {log:q} 2>&1"
 
 
 rule regression:
@@ -105,4 +91,4 @@ rule regression:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro regression check {input} --expected {params.expected} --out {output} > {log} 2>&1"
+        "python -m recrepro regression check {input:q} --expected {params.expected:q} --out {output:q} > {log:q} 2>&1"

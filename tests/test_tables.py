@@ -150,28 +150,11 @@ def test_regression_check_catches_drift(runs, tmp_path):
     assert not ok and "MISSING" in report
 
 
-def test_reference_comparison_reports_relative_differences(runs):
-    from recrepro.compare import compare as compare_reference
-
-    reference = {"base": {"alpha": {"source": "measured", "test": {"recall@20": 0.19}, "seconds_per_epoch": 1.3}}}
-    text, ok = compare_reference(runs.records, reference, tolerance=0.03)
-    assert ok and "| base     | alpha     | R@20" in text and "+1.2%" in text and "2.0x faster" in text
-    _, ok = compare_reference(runs.records, {"base": {"alpha": {"source": "s", "test": {"recall@20": 0.25}}}}, 0.03)
-    assert not ok
-    text, ok = compare_reference(runs.records, {}, 0.03)
-    assert ok and "No numbers measured with the reference code exist" in text
-
-
-def test_compare_and_regression_commands_on_run_files(tmp_path, monkeypatch):
+def test_regression_commands_on_run_files(tmp_path, monkeypatch):
     from recrepro.cli import main
 
     monkeypatch.setattr(tables, "git_commit", lambda: {"commit": "0123456789abcdef", "dirty": False})
     paths = [str(p) for p in make_runs(tmp_path / "runs")]
-    reference = tmp_path / "reference.yaml"
-    reference.write_text("base: {alpha: {source: measured, test: {recall@20: 0.19}}}\n")
-    out = tmp_path / "comparison.md"
-    assert main(["compare", *paths, "--reference", str(reference), "--out", str(out)]) == 0
-    assert "| base     | alpha     | R@20" in out.read_text()
     expected = tmp_path / "expected.json"
     assert main(["regression", "update", *paths, "--expected", str(expected)]) == 0
     assert main(["regression", "check", *paths, "--expected", str(expected), "--out", str(tmp_path / "r.md")]) == 0

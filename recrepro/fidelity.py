@@ -1,0 +1,206 @@
+"""Fidelity: our runs next to the official code's, on identical inputs and hyperparameters.
+
+The numbers of the official code live in ``config/reference_numbers.yaml``: one entry per comparison, naming the
+method, dataset and preset, the inputs both sides read (dataset checksum, text or knowledge-graph fingerprint),
+the hyperparameters (in this harness's names), the reference's metrics, and where they come from. A run record
+is matched to an entry only if all of these agree, so a tuned run or a run on other text is never compared with
+a reference number it does not correspond to. Entries without a matching run are listed as not run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tabulate import tabulate
+
+from recrepro.metrics import HEADLINE, metric_names, short_metric
+
+TOLERANCE = 0.03  # relative, on the headline metrics
+
+
+def load_reference(path: Path | str) -> dict[str, Any]:
+    """The reference numbers file: ``{"code": {...}, "comparisons": [...]}``."""
+    reference = yaml.safe_load(Path(path).read_text())
+    if not isinstance(reference, dict) or not isinstance(reference.get("comparisons"), list):
+        raise ValueError(f"{path}: expected a mapping with a `comparisons` list")
+    return reference
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-15)
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def matches(record: dict, entry: dict) -> bool:
+    """Whether ``record`` ran the configuration of ``entry`` on the same inputs."""
+    if (record["method"], record["dataset"], record.get("preset", "faithful")) != (
+        entry["method"],
+        entry["dataset"],
+        entry.get("preset", "faithful"),
+    ):
+        return False
+    inputs = record.get("inputs", {})
+    for name, expected in entry.get("inputs", {}).items():
+        actual = inputs.get(name)
+        if isinstance(expected, dict):
+            if not isinstance(actual, dict) or any(actual.get(k) != v for k, v in expected.items()):
+                return False
+        elif actual != expected:
+            return False
+    config = record.get("config", {})
+    for section in ("model", "train"):
+        for key, value in entry.get(section, {}).items():
+            if not _same(config.get(section, {}).get(key), value):
+                return False
+    return True
+
+
+@dataclass
+class Row:
+    entry: dict
+    records: list[dict]
+
+    @property
+    def part(self) -> str:
+        return self.entry.get("part", "test")
+
+    def ours(self, metric: str) -> float | None:
+        values = [r["metrics"][self.part][metric] for r in self.records if self.part in r["metrics"]]
+        return sum(values) / len(values) if values else None
+
+    def difference(self, metric: str) -> float | None:
+        ours, ref = self.ours(metric), self.entry["metrics"].get(metric)
+        return None if ours is None or ref is None else (ours - ref) / ref
+
+    def within(self, tolerance: float) -> bool | None:
+        diffs = [self.difference(m) for m in HEADLINE]
+        if any(d is None for d in diffs):
+            return None
+        return all(abs(d) <= tolerance for d in diffs)
+
+
+def rows(records: list[dict], reference: dict) -> list[Row]:
+    return [Row(entry, [r for r in records if matches(r, entry)]) for entry in reference["comparisons"]]
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.1%}"
+
+
+def _speed(entry: dict) -> tuple[str, str]:
+    timing = entry.get("timing")
+    if not timing:
+        return "–", "–"
+    ref_s, ours_s = timing["reference_s_per_epoch"], timing["ours_s_per_epoch"]
+    seconds = f"{ref_s:.3g} / {ours_s:.3g} ({ref_s / ours_s:.1f}x)"
+    memory = "–"
+    if timing.get("reference_peak_rss_mb") and timing.get("ours_peak_rss_mb"):
+        memory = f"{timing['reference_peak_rss_mb']:,.0f} / {timing['ours_peak_rss_mb']:,.0f}"
+    return seconds, memory
+
+
+def _label(entry: dict) -> str:
+    preset = entry.get("preset", "faithful")
+    return entry["method"] + ("" if preset == "faithful" else f" ({preset})")
+
+
+def report(records: list[dict], reference: dict, tolerance: float = TOLERANCE) -> tuple[str, bool]:
+    """The fidelity table (markdown) and whether every compared row is within ``tolerance`` or explained."""
+    table_rows, detail_rows, notes = [], [], []
+    all_ok = True
+    for number, row in enumerate(rows(records, reference), start=1):
+        entry = row.entry
+        within = row.within(tolerance)
+        if within is None:
+            verdict = "not run"
+        elif within:
+            verdict = "yes"
+        elif entry.get("explained"):
+            verdict = f"no, explained [{number}]"
+        else:
+            verdict = "**no**"
+            all_ok = False
+        seconds, memory = _speed(entry)
+        epochs = f"{entry.get('best_epoch', '–')} / " + (
+            ", ".join(str(r["best_epoch"]) for r in row.records) if row.records else "–"
+        )
+        headline = []
+        for metric in HEADLINE:
+            headline += [_fmt(row.ours(metric)), _fmt(entry["metrics"].get(metric)), _pct(row.difference(metric))]
+        table_rows.append(
+            [
+                f"{_label(entry)} [{number}]",
+                entry["dataset"],
+                entry.get("text", "none"),
+                *headline,
+                verdict,
+                epochs,
+                seconds,
+                memory,
+            ]
+        )
+        detail = [f"[{number}]", _label(entry), entry["dataset"], row.part]
+        for metric in metric_names():
+            detail.append(f"{_fmt(row.ours(metric))} / {_fmt(entry['metrics'].get(metric))}")
+        detail_rows.append(detail)
+        notes.append(_note(number, row))
+    headers = ["Method", "Dataset", "Text"]
+    for metric in HEADLINE:
+        label = short_metric(metric)
+        headers += [f"{label} ours", f"{label} ref", "diff"]
+    headers += [f"Within {tolerance:.0%}", "Best epoch ref / ours", "s/epoch ref / ours", "Peak MB ref / ours"]
+    detail_headers = ["", "Method", "Dataset", "Part"] + [f"{short_metric(m)} ours / ref" for m in metric_names()]
+    fmt = {"tablefmt": "github", "disable_numparse": True}
+    code = "\n".join(f"- **{name}**: {_code(spec)}" for name, spec in reference.get("code", {}).items())
+    text = (
+        "# Fidelity: ours vs the official code on identical inputs\n\n"
+        f"{tabulate(table_rows, headers=headers, **fmt)}\n\n"
+        "Ours and the reference: the test metrics at the best validation epoch (KGIN rows compare validation "
+        "metrics, see their notes), seed 2023 unless noted, the same hyperparameters and the same input files on "
+        f"both sides (checked by checksum). *Within {tolerance:.0%}*: both {' and '.join(map(short_metric, HEADLINE))}"
+        " within that relative difference. Speed: training seconds per epoch and peak resident memory of both "
+        "implementations measured back to back on the same machine (the note says which), ratio = reference / "
+        "ours.\n\n"
+        f"## All metrics\n\n{tabulate(detail_rows, headers=detail_headers, **fmt)}\n\n"
+        f"## Reference code\n\n{code}\n\n## Notes and provenance\n\n" + "\n".join(notes) + "\n"
+    )
+    return text, all_ok
+
+
+def _code(spec: dict) -> str:
+    patches = "; ".join(spec.get("patches", []))
+    return f"{spec['repository']} @ {spec['commit']}" + (f". Patches to run it here: {patches}." if patches else "")
+
+
+def _note(number: int, row: Row) -> str:
+    entry = row.entry
+    parts = [f"[{number}] {_label(entry)} on {entry['dataset']}: {entry['source']}"]
+    for key in ("config", "command", "machine", "note", "explained"):
+        if entry.get(key):
+            parts.append(f"{key.replace('_', ' ').capitalize()}: {entry[key]}")
+    if entry.get("timing"):
+        parts.append(f"Speed measured with: {entry['timing']['how']}")
+    parts.append(
+        "Ours: "
+        + (
+            ", ".join(
+                f"seed {r['seed']} ({r.get('provenance', {}).get('git', {}).get('commit', '?')[:10]})"
+                for r in row.records
+            )
+            if row.records
+            else "no matching run record"
+        )
+    )
+    return "- " + " ".join(p if p.endswith(".") else p + "." for p in parts)

@@ -1,0 +1,127 @@
+"""The fidelity table (`recrepro fidelity`): runs are matched to the official code's numbers only on identical
+method, preset, inputs and hyperparameters; differences, verdicts, speed ratios and provenance are reported."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from recrepro import fidelity
+from recrepro.cli import main
+
+GOLDEN = Path(__file__).parent / "golden"
+METRICS = ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20")
+
+
+def record(method="lightgcn", dataset="toy", preset="faithful", seed=2023, recall=0.30, ndcg=0.25, **changes):
+    values = {m: (recall if m.startswith("recall") else ndcg) * int(m.split("@")[1]) / 20 for m in METRICS}
+    base = {
+        "method": method,
+        "dataset": dataset,
+        "preset": preset,
+        "seed": seed,
+        "config": {"model": {"layers": 2, "reg_weight": 1e-6}, "train": {"lr": 0.001}},
+        "inputs": {"dataset_sha256": "d" * 64, "text": {"kind": "llm", "sha256": "t" * 64}},
+        "metrics": {"val": values, "test": values},
+        "best_epoch": 42,
+        "provenance": {"git": {"commit": "0123456789abcdef"}},
+    }
+    for key, value in changes.items():
+        base[key] = value
+    return base
+
+
+def entry(**changes):
+    base = {
+        "method": "lightgcn",
+        "dataset": "toy",
+        "preset": "faithful",
+        "code": "ref",
+        "text": "LLM stage",
+        "part": "test",
+        "inputs": {"dataset_sha256": "d" * 64, "text": {"sha256": "t" * 64}},
+        "model": {"layers": 2, "reg_weight": 1.0e-6},
+        "train": {"lr": 0.001},
+        "best_epoch": 40,
+        "metrics": {m: v for m, v in record()["metrics"]["test"].items()},
+        "source": "measured with the official code",
+        "timing": {
+            "reference_s_per_epoch": 2.0,
+            "ours_s_per_epoch": 0.5,
+            "reference_peak_rss_mb": 900,
+            "ours_peak_rss_mb": 600,
+            "how": "5 epochs each, back to back",
+        },
+    }
+    base.update(changes)
+    return base
+
+
+REFERENCE = {"code": {"ref": {"repository": "example.org/ref", "commit": "abc1234", "patches": ["paths"]}}}
+
+
+def test_only_runs_on_identical_inputs_and_hyperparameters_are_compared():
+    e = entry()
+    assert fidelity.matches(record(), e)
+    assert not fidelity.matches(record(preset="paper"), e)
+    assert not fidelity.matches(record(config={"model": {"layers": 3, "reg_weight": 1e-6}, "train": {"lr": 1e-3}}), e)
+    assert not fidelity.matches(record(inputs={"dataset_sha256": "x" * 64, "text": {"sha256": "t" * 64}}), e)
+    assert not fidelity.matches(record(inputs={"dataset_sha256": "d" * 64, "text": {"sha256": "u" * 64}}), e)
+    assert not fidelity.matches(record(inputs={"dataset_sha256": "d" * 64}), e)  # a tuned or text-less run
+    # an entry that names only the kind of text matches any run on that kind
+    assert fidelity.matches(record(), entry(inputs={"dataset_sha256": "d" * 64, "text": {"kind": "llm"}}))
+
+
+def test_verdicts_differences_and_speed_ratio():
+    reference = {**REFERENCE, "comparisons": [entry(), entry(method="dccf"), entry(dataset="other")]}
+    far = record(method="dccf", recall=0.40)  # +33% on R@20
+    text, ok = fidelity.report([record(recall=0.303), far], reference)
+    assert not ok
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "[" in line.split("|")[1]]
+    assert "+1.0%" in rows[0] and "| yes " in rows[0] and "4.0x" in rows[0] and "900 / 600" in rows[0]
+    assert "+33.3%" in rows[1] and "**no**" in rows[1]
+    assert "not run" in rows[2]
+    assert "example.org/ref @ abc1234. Patches to run it here: paths." in text
+    assert "seed 2023 (0123456789)" in text
+
+
+def test_an_explained_miss_does_not_fail_the_check():
+    reference = {**REFERENCE, "comparisons": [entry(explained="random streams; fixed-batch equal to 1e-7")]}
+    text, ok = fidelity.report([record(recall=0.40)], reference)
+    assert ok and "no, explained [1]" in text and "Explained: random streams" in text
+
+
+def test_fidelity_table_matches_golden_file():
+    reference = {**REFERENCE, "comparisons": [entry(), entry(method="dccf", part="val", timing=None)]}
+    text, _ = fidelity.report([record(recall=0.31, ndcg=0.24), record(method="dccf", seed=1)], reference)
+    path = GOLDEN / "fidelity.md"
+    assert text == path.read_text(), f"the fidelity table differs from {path}"
+
+
+def test_fidelity_command_writes_the_table_and_checks(tmp_path):
+    runs = []
+    for name, rec in (("a", record()), ("b", record(method="dccf", recall=0.5))):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(rec))
+        runs.append(str(path))
+    reference = tmp_path / "reference.yaml"
+    reference.write_text(yaml.safe_dump({**REFERENCE, "comparisons": [entry(), entry(method="dccf")]}))
+    out = tmp_path / "fidelity.md"
+    assert main(["fidelity", *runs, "--reference", str(reference), "--out", str(out)]) == 0
+    assert "| lightgcn [1]" in out.read_text()
+    assert main(["fidelity", *runs, "--reference", str(reference), "--out", str(out), "--check"]) == 1
+
+
+def test_a_malformed_reference_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "reference.yaml"
+    bad.write_text("lightgcn: {amazon: {test: {recall@20: 0.1}}}\n")
+    with pytest.raises(ValueError, match="comparisons"):
+        fidelity.load_reference(bad)
+
+
+def test_the_committed_reference_numbers_are_well_formed():
+    reference = fidelity.load_reference(Path(__file__).parent.parent / "config" / "reference_numbers.yaml")
+    for e in reference["comparisons"]:
+        assert e["code"] in reference["code"] and e["source"] and set(e["metrics"]) == set(METRICS), e
+        assert e["inputs"]["dataset_sha256"] and e["model"] and e["train"]
