@@ -27,3 +27,12 @@ def raw_dir(dataset: str) -> Path:
 def canonical_dir(dataset: str) -> Path:
     """Folder holding one dataset in the harness's canonical format."""
     return resources_dir() / "datasets" / dataset
+
+
+def inside(base: Path, relative: str | Path) -> Path:
+    """``base / relative``, refusing any result that resolves outside ``base`` (``..``, absolute paths, links)."""
+    base = Path(base)
+    target = base / relative
+    if not target.resolve().is_relative_to(base.resolve()):
+        raise ValueError(f"{str(relative)!r} points outside {base}")
+    return target

@@ -3,16 +3,19 @@ import os
 import shlex
 import sys
 
-from snakemake.utils import validate
+import yaml
+
+from recrepro.workflow_config import check_config, load_schema
 
 # litellm must not fetch its cost map over the network on import (any rule may import it)
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("DGLBACKEND", "pytorch")
 
-# `--config seeds=[1,2]` arrives as strings
-config["seeds"] = [int(seed) if isinstance(seed, str) and seed.lstrip("-").isdigit() else seed
-                   for seed in config.get("seeds", [])]
-validate(config, "../config/schema.yaml")
+# `--config key=value` values arrive as strings: coerce them to the schema's types, fill in the defaults, and
+# report every problem by its key
+_checked = check_config(dict(config), load_schema(os.path.join(workflow.basedir, "config", "schema.yaml")))
+config.clear()
+config.update(_checked)
 
 # Jobs run `python -m recrepro` in the active environment (the project's venv, or the conda environment made
 # from environment.yml, which every rule names as its software environment).
@@ -42,26 +45,32 @@ wildcard_constraints:
 
 def mirror_option(wildcards):
     """Command-line option naming the configured mirror, if any."""
-    return f"--mirror {shlex.quote(config['mirror'])}" if config.get("mirror") else ""
+    return shell_words("--mirror", config["mirror"]) if config.get("mirror") else ""
+
+
+def shell_words(*words) -> str:
+    """Words for a shell command, each quoted: no configuration value is ever read as shell syntax."""
+    return " ".join(shlex.quote(str(word)) for word in words)
 
 
 def variant_options(wildcards):
     """Command-line options that select a variant's method, preset and fixed overrides."""
     variant = VARIANTS[wildcards.variant]
-    options = [f"--method {variant['method']}", f"--preset {variant.get('preset', 'faithful')}",
-               f"--variant {wildcards.variant}"]
-    options += [f"--set {shlex.quote(item)}" for item in [*config["common_set"], *variant.get("set", [])]]
-    return " ".join(options)
+    words = ["--method", variant["method"], "--preset", variant.get("preset", "faithful"), "--variant",
+             wildcards.variant]
+    for item in [*config["common_set"], *variant.get("set", [])]:
+        words += ["--set", item]
+    return shell_words(*words)
 
 
 def tuning_options(wildcards=None):
     """The tuning budget, identical for every study."""
-    options = [f"--trials {TUNING['trials']}", f"--seed {TUNING['seed']}", f"--study-dir {study_dir(wildcards)}"]
+    words = ["--trials", TUNING["trials"], "--seed", TUNING["seed"], "--study-dir", study_dir(wildcards)]
     if TUNING["timeout_s"]:
-        options.append(f"--timeout {TUNING['timeout_s']}")
+        words += ["--timeout", TUNING["timeout_s"]]
     if TUNING["storage"]:
-        options.append(f"--storage {shlex.quote(TUNING['storage'])}")
-    return " ".join(options)
+        words += ["--storage", TUNING["storage"]]
+    return shell_words(*words)
 
 
 def study_dir(wildcards):
@@ -73,7 +82,7 @@ def tuning_json(wildcards=None):
     if not config["tune"]:
         return ""
     budget = {key: TUNING[key] for key in ("trials", "workers", "max_epochs", "timeout_s")}
-    return f"--tuning {shlex.quote(json.dumps(budget))}"
+    return shell_words("--tuning", json.dumps(budget))
 
 
 def _best_yaml(wildcards):
@@ -89,13 +98,18 @@ def tuned_params(wildcards):
 
 
 def params_option(wildcards):
-    return f"--params {_best_yaml(wildcards)}" if config["tune"] else ""
+    return shell_words("--params", _best_yaml(wildcards)) if config["tune"] else ""
+
+
+def _requires(method):
+    """The side inputs a method declares."""
+    from recrepro.registry import get_method
+
+    return get_method(method).requires
 
 
 def _method_requires(variant):
-    from recrepro.registry import get_method
-
-    return get_method(VARIANTS[variant]["method"]).requires
+    return _requires(VARIANTS[variant]["method"])
 
 
 def _skip_reason(variant, dataset):
@@ -161,7 +175,7 @@ def train_inputs(wildcards):
 
 
 def text_option(wildcards):
-    return f"--text resources/llm/{wildcards.dataset}" if needs_text(wildcards) else ""
+    return shell_words("--text", f"resources/llm/{wildcards.dataset}") if needs_text(wildcards) else ""
 
 
 def run_records(variants):
@@ -184,7 +198,7 @@ def all_runs(wildcards=None):
 
 def variants_json(variants):
     """Variants (row order, labels, groups, baselines) for a table generator, as a shell-quoted JSON argument."""
-    return shlex.quote(json.dumps(variants))
+    return shell_words(json.dumps(variants))
 
 
 def table2_variants(wildcards=None):
@@ -200,11 +214,50 @@ def all_variants(wildcards=None):
 
 
 def dataset_dirs(wildcards=None):
-    return " ".join(f"resources/datasets/{dataset}" for dataset in DATASETS)
+    return [f"resources/datasets/{dataset}" for dataset in DATASETS]
 
 
 def llm_settings(wildcards=None):
     """The LLM stage's settings as a shell-quoted JSON argument (it names the API key's variable, not the key)."""
-    return shlex.quote(json.dumps(config["llm"]))
+    return shell_words(json.dumps(config["llm"]))
 
 
+# ---------------------------------------------------------------------------- fidelity matrix (rules/fidelity.smk)
+
+FIDELITY = yaml.safe_load(open(os.path.join(workflow.basedir, "config", "fidelity.yaml")))
+FIDELITY_TEXT = {"llm": "resources/llm/{dataset}", "stand-in": "resources/stand-in/{dataset}"}
+
+
+def fidelity_variant(wildcards):
+    return FIDELITY["datasets"][wildcards.dataset]["variants"][wildcards.variant]
+
+
+def fidelity_text_dir(wildcards):
+    """The text folder a fidelity run reads, or None for a method that reads no text."""
+    spec = FIDELITY["datasets"][wildcards.dataset]
+    if "text" not in _requires(fidelity_variant(wildcards)["method"]):
+        return None
+    return FIDELITY_TEXT[spec["text"]].format(dataset=wildcards.dataset)
+
+
+def fidelity_inputs(wildcards):
+    inputs = {"data": f"resources/datasets/{wildcards.dataset}/meta.json"}
+    text = fidelity_text_dir(wildcards)
+    if text:
+        inputs["text"] = f"{text}/manifest.json"
+    return inputs
+
+
+def fidelity_options(wildcards):
+    variant = fidelity_variant(wildcards)
+    text = fidelity_text_dir(wildcards)
+    words = ["--method", variant["method"], "--preset", variant.get("preset", "faithful"), "--variant",
+             wildcards.variant] + (["--text", text] if text else [])
+    return shell_words(*words)
+
+
+FIDELITY_RECORDS = [
+    f"results/fidelity/{dataset}/{variant}/seed{FIDELITY['seed']}.json"
+    for dataset, spec in FIDELITY["datasets"].items()
+    for variant in spec["variants"]
+]

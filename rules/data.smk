@@ -11,7 +11,7 @@ rule fetch:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro fetch {wildcards.dataset} --dest {params.dest} {params.mirror} > {log} 2>&1"
+        "python -m recrepro fetch {wildcards.dataset:q} --dest {params.dest:q} {params.mirror} > {log:q} 2>&1"
 
 
 rule prepare:
@@ -29,7 +29,7 @@ rule prepare:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro prepare {wildcards.dataset} --raw {params.raw} --out {params.out} > {log} 2>&1"
+        "python -m recrepro prepare {wildcards.dataset:q} --raw {params.raw:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule fetch_text:
@@ -45,4 +45,4 @@ rule fetch_text:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro fetch {wildcards.dataset} --text --dest {params.dest} {params.mirror} > {log} 2>&1"
+        "python -m recrepro fetch {wildcards.dataset:q} --text --dest {params.dest:q} {params.mirror} > {log:q} 2>&1"

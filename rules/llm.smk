@@ -20,8 +20,8 @@ rule llm_profiles:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro --threads {threads} llm profiles {wildcards.dataset} --data {params.data} --out {params.out}"
-        " --settings {params.settings} --raw-text {params.raw_text} > {log} 2>&1"
+        "python -m recrepro --threads {threads} llm profiles {wildcards.dataset:q} --data {params.data:q} --out {params.out:q}"
+        " --settings {params.settings} --raw-text {params.raw_text:q} > {log:q} 2>&1"
 
 
 rule llm_intents:
@@ -47,8 +47,8 @@ rule llm_intents:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro --threads {threads} llm intents {wildcards.dataset} --data {params.data} --out {params.out}"
-        " --settings {params.settings} --raw-text {params.raw_text} > {log} 2>&1"
+        "python -m recrepro --threads {threads} llm intents {wildcards.dataset:q} --data {params.data:q} --out {params.out:q}"
+        " --settings {params.settings} --raw-text {params.raw_text:q} > {log:q} 2>&1"
 
 
 rule llm_embeddings:
@@ -74,5 +74,5 @@ rule llm_embeddings:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro --threads {threads} llm embeddings {wildcards.dataset} --data {params.data} --out {params.out}"
-        " --settings {params.settings} --raw-text {params.raw_text} > {log} 2>&1"
+        "python -m recrepro --threads {threads} llm embeddings {wildcards.dataset:q} --data {params.data:q} --out {params.out:q}"
+        " --settings {params.settings} --raw-text {params.raw_text:q} > {log:q} 2>&1"

@@ -20,6 +20,6 @@ rule train:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro --threads {threads} train {params.variant} --dataset {wildcards.dataset} --seed {wildcards.seed}"
-        " --device {params.device} --data {params.data} {params.text} {params.tuned} --resume --out {output.record}"
-        " > {log} 2>&1"
+        "python -m recrepro --threads {threads} train {params.variant} --dataset {wildcards.dataset:q} --seed {wildcards.seed}"
+        " --device {params.device:q} --data {params.data:q} {params.text} {params.tuned} --resume --out {output.record:q}"
+        " > {log:q} 2>&1"

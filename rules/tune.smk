@@ -13,8 +13,8 @@ rule tune_study:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro tune create {params.variant} --dataset {wildcards.dataset} {params.tuning}"
-        " --out {output} > {log} 2>&1"
+        "python -m recrepro tune create {params.variant} --dataset {wildcards.dataset:q} {params.tuning}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule tune_worker:
@@ -41,9 +41,9 @@ rule tune_worker:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro --threads {threads} tune worker {params.variant} --dataset {wildcards.dataset} {params.tuning}"
+        "python -m recrepro --threads {threads} tune worker {params.variant} --dataset {wildcards.dataset:q} {params.tuning}"
         " --worker {wildcards.worker} --workers {params.workers} --max-epochs {params.max_epochs}"
-        " --device {params.device} --data {params.data} {params.text} --out {output} > {log} 2>&1"
+        " --device {params.device:q} --data {params.data:q} {params.text} --out {output:q} > {log:q} 2>&1"
 
 
 rule tune_best:
@@ -61,5 +61,5 @@ rule tune_best:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro tune best {params.variant} --dataset {wildcards.dataset} {params.tuning}"
-        " --out {output} > {log} 2>&1"
+        "python -m recrepro tune best {params.variant} --dataset {wildcards.dataset:q} {params.tuning}"
+        " --out {output:q} > {log:q} 2>&1"

