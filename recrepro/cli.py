@@ -110,6 +110,13 @@ def _llm_options(args: argparse.Namespace) -> tuple:
     return LLMSettings(**options), max_failure_fraction, use_shipped_cache
 
 
+def _cost(usage: dict) -> str:
+    """Spending in words: unpriced calls are named, never counted as free."""
+    cost = f"${usage.get('cost_usd', 0.0):.4f}"
+    unpriced = usage.get("unpriced_calls", 0)
+    return cost + (f" + {unpriced} unpriced calls (no price known)" if unpriced else "")
+
+
 def _cmd_llm(args: argparse.Namespace) -> None:
     from recrepro.llm.stage import run_embeddings, run_text_step
 
@@ -134,7 +141,7 @@ def _cmd_llm(args: argparse.Namespace) -> None:
         usage = report["usage"]
         print(
             f"{args.step}: {report['entities']} entities, {usage['calls']} calls, {usage.get('cached', 0)} cached, "
-            f"{report['failed']} failed, ${usage.get('cost_usd', 0.0):.4f}"
+            f"{report['failed']} failed, {_cost(usage)}"
         )
 
 

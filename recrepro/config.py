@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from recrepro.metrics import CUTOFFS, SELECTION, metric_names
 from recrepro.registry import get_method
 
 
@@ -27,17 +28,26 @@ class TrainParams(BaseModel):
     max_epochs: int = Field(3000, gt=0)
     test_step: int = Field(3, gt=0, description="validate when epoch % test_step == 0")
     patience: int = Field(5, gt=0, description="validations without strict improvement before stopping")
-    select_metric: str = "recall@20"
-    ks: tuple[int, ...] = (5, 10, 20)
+    select_metric: str = SELECTION
+    ks: tuple[int, ...] = CUTOFFS
     eval_batch_size: int = Field(1024, gt=0)
 
-    @field_validator("select_metric")
+    @field_validator("ks")
     @classmethod
-    def _metric_known(cls, value: str, info) -> str:
-        name, _, k = value.partition("@")
-        if name not in ("recall", "ndcg") or not k.isdigit():
-            raise ValueError(f"select_metric must look like recall@20 or ndcg@10, got {value!r}")
-        return value
+    def _cutoffs_positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(k <= 0 for k in value):
+            raise ValueError(f"ks must be a non-empty list of positive cut-offs, got {list(value)}")
+        return tuple(sorted(set(value)))
+
+    @model_validator(mode="after")
+    def _selection_is_computed(self) -> TrainParams:
+        computed = metric_names(self.ks)
+        if self.select_metric not in computed:
+            raise ValueError(
+                f"select_metric {self.select_metric!r} is not one of the computed metrics {list(computed)} "
+                f"(ks={list(self.ks)})"
+            )
+        return self
 
 
 class ConfigError(ValueError):

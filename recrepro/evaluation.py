@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-DEFAULT_KS = (5, 10, 20)
+from recrepro.metrics import CUTOFFS, MEASURES, metric_name
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Evaluator:
         self,
         train: sp.csr_matrix,
         target: sp.csr_matrix,
-        ks: tuple[int, ...] = DEFAULT_KS,
+        ks: tuple[int, ...] = CUTOFFS,
         batch_size: int = 1024,
         device: torch.device | str = "cpu",
     ) -> None:
@@ -90,7 +90,7 @@ class Evaluator:
     def evaluate(self, user_emb: torch.Tensor, item_emb: torch.Tensor) -> EvalResult:
         """Score every item as ``user_emb @ item_emb.T`` and compute the metrics."""
         max_k = self.ks[-1]
-        per_user = {f"{m}@{k}": np.empty(len(self.users)) for m in ("recall", "ndcg") for k in self.ks}
+        per_user = {metric_name(m, k): np.empty(len(self.users)) for m in MEASURES for k in self.ks}
         item_emb = item_emb.to(self.device)
         for start in range(0, len(self.users), self.batch_size):
             users = torch.from_numpy(self.users[start : start + self.batch_size]).to(self.device)
@@ -105,8 +105,8 @@ class Evaluator:
                 dcg = (hit_k * self._discount[: hit_k.shape[1]]).sum(1)
                 idcg = self._ideal[torch.clamp(n_target, max=k).long() - 1]
                 stop = start + len(users)
-                per_user[f"recall@{k}"][start:stop] = (hit_k.sum(1) / n_target).cpu().numpy()
-                per_user[f"ndcg@{k}"][start:stop] = (dcg / idcg).cpu().numpy()
+                per_user[metric_name("recall", k)][start:stop] = (hit_k.sum(1) / n_target).cpu().numpy()
+                per_user[metric_name("ndcg", k)][start:stop] = (dcg / idcg).cpu().numpy()
         return EvalResult(users=self.users.copy(), per_user=per_user)
 
     def _hits(self, users: torch.Tensor, top: torch.Tensor) -> torch.Tensor:

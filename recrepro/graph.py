@@ -14,6 +14,18 @@ import torch
 
 from recrepro.data.canonical import InteractionData
 
+# DGL's CUDA build for the pinned torch (2.2.1, CUDA 12.1); PyPI's dgl wheel is CPU-only
+DGL_CUDA_INSTALL = (
+    "pip install --force-reinstall --no-deps 'dgl==2.1.0+cu121' -f https://data.dgl.ai/wheels/torch-2.2/cu121/repo.html"
+)
+
+
+def dgl_has_cuda() -> bool:
+    """Whether the installed DGL was built with CUDA (its GPU device API is registered)."""
+    from dgl._ffi.function import list_global_func_names
+
+    return "device_api.gpu" in list_global_func_names()
+
 
 class InteractionGraph:
     """Symmetric bipartite graph of the training interactions.

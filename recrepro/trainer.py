@@ -24,7 +24,7 @@ import torch
 from recrepro.config import RunConfig
 from recrepro.data.canonical import InteractionData
 from recrepro.evaluation import EvalResult, Evaluator
-from recrepro.graph import InteractionGraph
+from recrepro.graph import DGL_CUDA_INSTALL, InteractionGraph, dgl_has_cuda
 from recrepro.method import Method, MethodInputs
 from recrepro.progress import progress_bar
 from recrepro.registry import get_method
@@ -48,9 +48,19 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device ``name``, after checking that torch and DGL can both use it."""
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was requested but torch sees no CUDA device; use --device cpu")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError("--device cuda was requested but torch sees no CUDA device; use --device cpu")
+        if not dgl_has_cuda():
+            import dgl
+
+            raise TrainingError(
+                f"--device cuda was requested but the installed DGL {dgl.__version__} was built without CUDA (the "
+                f"PyPI wheel is CPU-only). Install DGL's CUDA build for torch {torch.__version__.split('+')[0]}: "
+                f"{DGL_CUDA_INSTALL}"
+            )
     return device
 
 

@@ -8,12 +8,15 @@
   a restarted worker continues where it stopped; trials a killed worker left RUNNING are marked FAILED when
   that worker restarts.
 - The budget (trials, and optionally wall time per worker) is the same for every method. It is split
-  deterministically between the workers (worker i runs its share of finished -- complete or pruned -- trials),
-  so the total never overshoots, whatever order the workers run in.
+  deterministically between the workers (worker i runs its share of the trials), and before every trial a
+  worker claims a place in the study-wide budget: a trial is only run if fewer than ``trials`` trials that have
+  not failed precede it (by the storage's atomic trial numbers), so a study never has more finished trials than
+  its budget, however many workers run it and whatever changed between runs (such as the worker count).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -123,17 +126,45 @@ class _SamplerState:
         tmp.replace(self.path)
 
 
+def _host() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead_here(host: str | None) -> bool:
+    """Whether ``host`` ("hostname:pid") names a process of this machine that no longer exists."""
+    name, _, pid = (host or "").rpartition(":")
+    if name != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def fail_stale_trials(study: optuna.Study, worker: int) -> list[int]:
-    """Mark trials this worker left RUNNING (the worker was killed) as FAILED; returns their numbers."""
+    """Mark trials left RUNNING by a stopped worker as FAILED -- this worker's own, and any whose process on this
+    machine no longer exists (a worker index that is not run again); returns their numbers."""
     stale = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if t.user_attrs.get("worker") == worker
+        if t.user_attrs.get("worker") == worker or _dead_here(t.user_attrs.get("host"))
     ]
     for trial in stale:
         study.tell(trial.number, state=TrialState.FAIL)
-        log.warning("trial %d was left running by a stopped worker %d; marked as failed", trial.number, worker)
+        log.warning("trial %d was left running by a stopped worker; marked as failed", trial.number)
     return [t.number for t in stale]
+
+
+def _claimed(study: optuna.Study, up_to: int | None = None) -> int:
+    """Trials that hold a place in the budget (all but failed ones), up to trial number ``up_to``."""
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.state != TrialState.FAIL and (up_to is None or t.number <= up_to)
+    )
 
 
 def worker_share(trials: int, workers: int, worker: int) -> int:
@@ -166,8 +197,6 @@ def run_worker(
     failed = fail_stale_trials(study, worker)
 
     def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr("worker", worker)
-        trial.set_user_attr("host", f"{socket.gethostname()}:{os.getpid()}")
         overrides = merge_overrides(base_overrides or {}, sample_overrides(method, trial))
         config = resolve_config(method, dataset, seed=settings.seed, device=device, preset=preset, overrides=overrides)
 
@@ -186,13 +215,43 @@ def run_worker(
     done = sum(
         1 for t in study.get_trials(deepcopy=False) if t.state in FINISHED and t.user_attrs.get("worker") == worker
     )
-    remaining = worker_share(settings.trials, workers, worker) - done
-    if remaining > 0:
-        study.optimize(
-            objective, n_trials=remaining, callbacks=[state.save], timeout=settings.timeout_s, gc_after_trial=True
-        )
-    mine = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker]
-    return {"worker": worker, "trials": mine, "failed_stale": failed, "seconds": round(time.time() - started, 1)}
+    over_budget = 0
+    for _ in range(worker_share(settings.trials, workers, worker) - done):
+        if settings.timeout_s is not None and time.time() - started >= settings.timeout_s:
+            break
+        if _claimed(study) >= settings.trials:
+            break
+        trial = study.ask()  # numbered atomically by the storage
+        trial.set_user_attr("worker", worker)
+        trial.set_user_attr("host", _host())
+        if _claimed(study, up_to=trial.number) > settings.trials:  # another worker claimed the last place first
+            trial.set_user_attr("over_budget", True)
+            study.tell(trial, state=TrialState.FAIL)
+            over_budget += 1
+            break
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            frozen = study.tell(trial, state=TrialState.PRUNED)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        else:
+            frozen = study.tell(trial, value)
+        state.save(study, frozen)
+        gc.collect()
+    mine = [
+        t.number
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get("worker") == worker and not t.user_attrs.get("over_budget")
+    ]
+    return {
+        "worker": worker,
+        "trials": mine,
+        "failed_stale": failed,
+        "over_budget": over_budget,
+        "seconds": round(time.time() - started, 1),
+    }
 
 
 def export_best(
@@ -213,10 +272,12 @@ def export_best(
         raise RuntimeError(f"study {study.study_name} has no complete trial; tune again with a larger budget")
     best = max(complete, key=lambda t: (t.value, -t.number))
     overrides = merge_overrides(base_overrides or {}, sample_overrides(method, optuna.trial.FixedTrial(best.params)))
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("over_budget")]
     counts = {
-        state.name.lower(): sum(1 for t in study.get_trials(deepcopy=False) if t.state == state)
+        state.name.lower(): sum(1 for t in trials if t.state == state)
         for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     }
+    counts["finished"] = counts["complete"] + counts["pruned"]
     metric = resolve_config(method, dataset, preset=preset, overrides=overrides).train.select_metric
     return {
         "study": study.study_name,

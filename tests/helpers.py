@@ -224,7 +224,7 @@ def tiny_movielens(folder: Path, n_users: int = 6, n_items: int = 8) -> tuple[In
     arr = np.array(ratings)
     np.savez(folder / "train_ratings.npz", user=arr[:, 0].astype(int), item=arr[:, 1].astype(int), rating=arr[:, 2])
     side = ["items.jsonl", "train_ratings.npz"]
-    stats = data.stats().model_dump()
+    stats = data.stats()
     (folder / "meta.json").write_text(
         _json.dumps(
             {

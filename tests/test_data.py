@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import FileServer, random_interactions, write_card, write_irllrec_dataset
 
-from recrepro.data.canonical import DatasetError, load_canonical
+from recrepro.data.canonical import DatasetError, InteractionData, load_canonical
 from recrepro.data.cards import CardError, load_card
 from recrepro.data.convert import prepare, random_split
 from recrepro.data.fetch import ChecksumError, FetchError, fetch_dataset
@@ -167,3 +167,92 @@ def test_a_pickle_that_is_not_a_matrix_is_refused(toy):
     with pytest.raises(DatasetError, match="expected a scipy sparse matrix, found ndarray"):
         prepare(card, tmp_path / "raw", tmp_path / "canonical")
     assert not (tmp_path / "canonical").exists()
+
+
+@pytest.mark.parametrize("bad", ["../escape.pkl", "/etc/passwd", "sub/../../x.pkl", "..", "a\\b.pkl", ""])
+def test_a_card_file_path_cannot_leave_the_dataset_folder(toy, bad):
+    data, sums, _, tmp_path = toy
+    write_card(tmp_path / "cards", data, {bad: "0" * 64}, "http://x.invalid")
+    load_card.cache_clear()
+    with pytest.raises(CardError, match="not a plain file name"):
+        load_card("toy", tmp_path / "cards")
+    assert not any(tmp_path.parent.glob("escape.pkl"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        {"available": True, "shipped_cache": {"path": "../../outside.jsonl.gz", "sha256": "0" * 64, "model": "m"}},
+        {"available": True, "shipped_cache": {"path": "/etc/passwd", "sha256": "0" * 64, "model": "m"}},
+        {
+            "available": True,
+            "source": "rlmrec_profiles",
+            "files": [{"path": "data.zip", "url": "http://x.invalid/data.zip", "sha256": "0" * 64}],
+            "members": {
+                "user_profiles": "../../usr.pkl",
+                "item_profiles": "data/itm.pkl",
+                "user_embeddings": "data/u.pkl",
+                "item_embeddings": "data/i.pkl",
+            },
+        },
+    ],
+)
+def test_card_text_paths_and_archive_members_cannot_leave_their_folder(toy, text):
+    data, sums, _, tmp_path = toy
+    write_card(tmp_path / "cards", data, sums, "http://x.invalid", text=text)
+    load_card.cache_clear()
+    with pytest.raises(CardError, match="is not a safe relative path"):
+        load_card("toy", tmp_path / "cards")
+
+
+def test_a_conversion_member_prefix_cannot_leave_the_archive(toy):
+    data, sums, _, tmp_path = toy
+    write_card(tmp_path / "cards", data, sums, "http://x.invalid", conversion_params={"member_prefix": "../x"})
+    load_card.cache_clear()
+    with pytest.raises(CardError, match="'../x' is not a safe relative path"):
+        load_card("toy", tmp_path / "cards")
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/tmp/x", "Toy", ""])
+def test_a_dataset_name_is_never_a_path(name, tmp_path):
+    load_card.cache_clear()
+    with pytest.raises(CardError, match="is not a dataset name"):
+        load_card(name, tmp_path)
+
+
+def test_a_mirror_cannot_be_escaped_through_the_dataset_name(toy):
+    from recrepro.data.fetch import _mirror_location
+
+    data, sums, _, tmp_path = toy
+    card = _card(tmp_path, data, sums, "http://x.invalid")
+    with pytest.raises(ValueError, match="points outside"):
+        _mirror_location(str(tmp_path / "mirror"), "../..", card.files[0])
+
+
+@pytest.mark.parametrize("part", ["val", "test"])
+def test_an_empty_split_is_an_error_at_prepare_time(toy, part):
+    data, _, _, tmp_path = toy
+    published = InteractionData(data.name, data.n_users, data.n_items, data.train, data.val, data.test)
+    setattr(published, part, data.part(part)[:0])  # the published files hold no interaction for this part
+    sums = write_irllrec_dataset(published, tmp_path / "mirror2" / "toy")
+    card = _card(tmp_path, data, sums, "http://x.invalid")  # the card describes the intended, non-empty split
+    fetch_dataset(card, tmp_path / "raw", mirror=str(tmp_path / "mirror2"))
+    with pytest.raises(DatasetError, match=rf"the {part} split\(s\) hold no interaction"):
+        prepare(card, tmp_path / "raw", tmp_path / "canonical")
+    assert not (tmp_path / "canonical").exists()
+
+
+def test_users_without_training_data_that_the_card_does_not_declare_are_an_error(toy):
+    data, sums, _, tmp_path = toy
+    stats = {**data.stats(), "users_in_train": data.stats()["users_in_train"] + 1}
+    card_file = write_card(tmp_path / "cards", data, sums, "http://x.invalid")
+    import yaml
+
+    card_yaml = yaml.safe_load(card_file.read_text())
+    card_yaml["stats"] = stats
+    card_file.write_text(yaml.safe_dump(card_yaml))
+    load_card.cache_clear()
+    card = load_card("toy", tmp_path / "cards")
+    fetch_dataset(card, tmp_path / "raw", mirror=str(tmp_path / "mirror"))
+    with pytest.raises(DatasetError, match=r"users_in_train: card \d+ vs data \d+"):
+        prepare(card, tmp_path / "raw", tmp_path / "canonical")

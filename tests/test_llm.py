@@ -9,7 +9,15 @@ from helpers import tiny_movielens
 from openai_server import DIM, FakeOpenAI
 
 from recrepro.llm.cache import ResponseCache
-from recrepro.llm.client import BudgetExceeded, LLMClient, LLMSettings, ProviderError, TextRequest
+from recrepro.llm.client import (
+    BudgetExceeded,
+    LLMClient,
+    LLMSettings,
+    ProviderError,
+    TextRequest,
+    TransportError,
+    UnpricedModel,
+)
 from recrepro.llm.contexts import TextUnavailable, build_contexts
 from recrepro.llm.prompts import load_prompt
 from recrepro.llm.stage import TextStageFailed, run_embeddings, run_text_step
@@ -110,32 +118,91 @@ def test_timeouts_are_retried(server, tmp_path):
     assert client.usage.retries == {"Timeout": 1}
 
 
-def test_exhausted_transport_retries_are_reported_not_cached(server, tmp_path):
+def test_exhausted_transport_retries_fail_loudly_and_cache_nothing(server, tmp_path):
     server.rate_limit = 100
     client = LLMClient(settings(server, transport_retries=1), ResponseCache(tmp_path / "c.jsonl"), progress=False)
-    results = asyncio.run(client.complete(requests_for(1)))
-    assert results[0].status == "error" and "RateLimitError" in results[0].error
+    with pytest.raises(TransportError, match=r"item:0: rate limited \(HTTP 429\), 2 attempts.*rerun to resume"):
+        asyncio.run(client.complete(requests_for(1)))
     assert not (tmp_path / "c.jsonl").exists()
 
 
-def test_invalid_answers_are_retried_then_reported_and_fail_the_stage(server, tiny, tmp_path):
+def test_a_transport_failure_stops_the_stage_without_fallbacks_and_a_rerun_resumes(server, tiny, tmp_path):
+    data, card = tiny
+    server.slow, server.delay = 1000, 1.0  # every request times out
+    options = settings(server, request_timeout_s=0.3, transport_retries=1, max_concurrency=1)
+    with pytest.raises(TransportError, match=r"timeout after 0.3 s, 2 attempts"):
+        run_text_step("profiles", data, card, tmp_path / "stage", options, max_failure_fraction=1.0)
+    assert not list((tmp_path / "stage").glob("*_profiles.jsonl"))  # no output, no fallback text
+    server.slow = 0
+    report = run_text_step("profiles", data, card, tmp_path / "stage", settings(server), max_failure_fraction=1.0)
+    assert report["failed"] == 0
+    rows = [json.loads(line) for line in open(tmp_path / "stage" / "item_profiles.jsonl")]
+    assert {r["status"] for r in rows} == {"ok"}
+
+
+def test_invalid_answers_are_logged_apart_asked_again_and_a_fixed_provider_completes(server, tiny, tmp_path):
     data, card = tiny
     server.invalid_for = (r"\"title\": \"Movie 3\"",)  # item 3's prompt always gets a non-JSON answer
-    with pytest.raises(TextStageFailed, match=r"1 of 14 entities failed \(item:3\).*No output was written"):
-        run_text_step("profiles", data, card, tmp_path / "stage", settings(server, format_retries=2))
-    assert not list((tmp_path / "stage").glob("*_profiles.jsonl"))
-    attempts = [
-        r for r in ResponseCache(tmp_path / "stage" / "cache.jsonl").records.values() if r["entity"] == "item:3"
-    ]
-    assert len(attempts) == 3 and all(r["status"] == "invalid" for r in attempts)  # first answer + 2 corrections
+    stage = tmp_path / "stage"
+    with pytest.raises(TextStageFailed, match=r"1 of 14 entities got no valid answer.*\(item:3\).*No output"):
+        run_text_step("profiles", data, card, stage, settings(server, format_retries=2))
+    assert not list(stage.glob("*_profiles.jsonl"))
+    cache = ResponseCache(stage / "cache.jsonl")
+    assert all(r["status"] == "ok" for r in cache.records.values())  # an invalid answer is never cached
+    assert not any(r["entity"] == "item:3" for r in cache.records.values())
+    failures = [json.loads(line) for line in open(stage / "failures.jsonl")]
+    assert len(failures) == 3 and {f["entity"] for f in failures} == {"item:3"}  # first answer + 2 corrections
+    assert failures[0]["content"] == "I cannot answer in JSON."
+    assert failures[0]["errors"] == [{"field": None, "error": "no JSON object in the answer"}]
 
     before = server.count()
-    report = run_text_step("profiles", data, card, tmp_path / "stage", settings(server), max_failure_fraction=0.1)
-    assert server.count() == before  # every answer, invalid ones included, came from the cache
+    report = run_text_step("profiles", data, card, stage, settings(server), max_failure_fraction=0.1)
+    assert server.count() - before == 3  # item 3 was asked again (and corrected twice); the rest came from the cache
     assert report["failed"] == 1 and report["failures"][0]["raw"] == "I cannot answer in JSON."
-    rows = [json.loads(line) for line in open(tmp_path / "stage" / "item_profiles.jsonl")]
+    rows = [json.loads(line) for line in open(stage / "item_profiles.jsonl")]
     assert rows[3]["status"] == "fallback" and rows[3]["text"] == "Movie 3 (1999; Drama)"
     assert [r["id"] for r in rows] == list(range(data.n_items))
+
+    server.invalid_for = ()  # the provider is fixed: a rerun completes without fallbacks
+    report = run_text_step("profiles", data, card, stage, settings(server))
+    assert report["failed"] == 0
+    assert json.loads(open(stage / "item_profiles.jsonl").readlines()[3])["status"] == "ok"
+
+
+def test_schema_violations_are_reported_field_by_field():
+    from recrepro.llm.client import InvalidAnswer, parse_answer
+
+    template = load_prompt("item_profile")
+    with pytest.raises(InvalidAnswer) as error:
+        parse_answer('{"summarization": "x", "extra": "y"}', template)
+    fields = {e["field"] for e in error.value.errors}
+    assert fields == {"summarization", "reasoning", "extra"}
+    assert "summarization: String should have at least 2 characters" in str(error.value)
+
+
+def test_a_spending_limit_needs_a_price(server, tmp_path):
+    unpriced = settings(server, model="openai/qwen2.5-7b-instruct", max_budget_usd=5.0)
+    client = LLMClient(unpriced, ResponseCache(tmp_path / "c.jsonl"), progress=False)
+    with pytest.raises(UnpricedModel, match=r"no price for 'openai/qwen2.5-7b-instruct'.*max_budget_usd: null"):
+        asyncio.run(client.complete(requests_for(2)))
+    assert server.count() == 0  # refused before any request
+
+    no_limit = LLMClient(unpriced.model_copy(update={"max_budget_usd": None}), client.cache, progress=False)
+    asyncio.run(no_limit.complete(requests_for(2)))
+    assert no_limit.usage.unpriced_calls == 2 and no_limit.usage.cost_usd == 0.0  # counted as unpriced
+
+    priced = unpriced.model_copy(update={"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6})
+    client = LLMClient(priced, ResponseCache(tmp_path / "d.jsonl"), progress=False)
+    asyncio.run(client.complete(requests_for(2)))
+    assert client.usage.unpriced_calls == 0
+    assert client.usage.cost_usd == pytest.approx(2 * (100 * 1e-6 + 50 * 2e-6))
+
+
+def test_the_summary_shows_unpriced_calls():
+    from recrepro.cli import _cost
+
+    assert _cost({"cost_usd": 0.0, "unpriced_calls": 3}) == "$0.0000 + 3 unpriced calls (no price known)"
+    assert _cost({"cost_usd": 0.5, "unpriced_calls": 0}) == "$0.5000"
 
 
 def test_budget_exhaustion_stops_cleanly_and_resumes_without_paying_twice(server, tiny, tmp_path):

@@ -104,11 +104,37 @@ def test_config_errors_are_clear():
         resolve_config("lightgcn", "toy", preset="paper")
 
 
+@pytest.mark.parametrize(
+    "train, message",
+    [
+        ({"select_metric": "ndcg@50"}, r"select_metric 'ndcg@50' is not one of the computed metrics"),
+        ({"select_metric": "precision@20"}, r"is not one of the computed metrics \['recall@5'"),
+        ({"ks": []}, "ks must be a non-empty list of positive cut-offs"),
+        ({"ks": [0, 20]}, "ks must be a non-empty list of positive cut-offs"),
+        ({"ks": [5, 10], "select_metric": "recall@20"}, r"computed metrics \['recall@5', 'recall@10', 'ndcg@5'"),
+    ],
+)
+def test_evaluation_settings_are_checked_when_the_config_is_read(train, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config("lightgcn", "toy", overrides={"train": train})
+
+
 def test_deviations_name_every_change_from_the_reference():
     config = resolve_config("lightgcn", "amazon", overrides=parse_overrides(["model.layers=2", "train.lr=0.01"]))
     assert "model.layers=2 (reference 3)" in config.deviations
     assert "train.lr=0.01 (reference 0.001)" in config.deviations
     assert resolve_config("lightgcn", "amazon").deviations == ()
+
+
+def test_a_cpu_only_dgl_is_named_with_the_command_that_installs_its_cuda_build(toy, monkeypatch):
+    from recrepro.graph import dgl_has_cuda
+
+    if dgl_has_cuda():
+        pytest.skip("this DGL has CUDA")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # torch sees a GPU; DGL cannot use it
+    config = resolve_config("lightgcn", "toy", device="cuda")
+    with pytest.raises(TrainingError, match=r"built without CUDA.*pip install .*dgl==2.1.0\+cu121.*torch-2.2/cu121"):
+        train_run(config, toy, progress=False)
 
 
 def test_missing_cuda_is_a_clear_error(toy):

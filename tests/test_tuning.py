@@ -1,6 +1,7 @@
 """Tuning: valid search spaces containing the reference values, resumable studies, parallel workers, zombies."""
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,48 @@ def test_trials_left_running_by_a_killed_worker_are_failed_on_restart(toy, tmp_p
     assert states[other.number] == optuna.trial.TrialState.RUNNING
 
 
+def _finished(study_dir):
+    study = optuna.load_study(study_name=study_name("lgcn", "toy"), storage=open_storage("", study_dir))
+    return [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+
+
+def test_budget_stays_exact_when_the_worker_count_changes(toy, tmp_path):
+    settings = TuningSettings(trials=3)
+    create_study("lgcn", "toy", settings, tmp_path)
+    for worker in range(2):  # shares 2 + 1
+        run_worker("lgcn", "lightgcn", "toy", toy, settings, tmp_path, worker, 2, base_overrides=FAST)
+    assert len(_finished(tmp_path)) == 3
+    for worker in range(3):  # rerun with three workers (shares 1 + 1 + 1): worker 2 has done none of its share
+        summary = run_worker("lgcn", "lightgcn", "toy", toy, settings, tmp_path, worker, 3, base_overrides=FAST)
+    assert len(_finished(tmp_path)) == 3 and summary["trials"] == []
+    best = export_best("lgcn", "toy", "lightgcn", settings, tmp_path, base_overrides=FAST)
+    assert best["trials"]["finished"] == 3 and best["budget"]["trials"] == 3
+
+
+def test_a_place_claimed_by_another_worker_is_not_run_twice(toy, tmp_path):
+    settings = TuningSettings(trials=2)
+    study = create_study("lgcn", "toy", settings, tmp_path)
+    running = study.ask()  # another host's worker holds one place of the budget
+    running.set_user_attr("worker", 1)
+    running.set_user_attr("host", "another-host:1")
+    summary = run_worker("lgcn", "lightgcn", "toy", toy, settings, tmp_path, 0, 1, base_overrides=FAST)
+    assert len(summary["trials"]) == 1  # its share is 2, but only one place was left
+    study.tell(running.number, 0.1)
+    assert len(_finished(tmp_path)) == 2
+
+
+def test_a_trial_of_a_dead_local_process_is_failed_whatever_its_worker_index(toy, tmp_path):
+    settings = TuningSettings(trials=1)
+    study = create_study("lgcn", "toy", settings, tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = study.ask()
+    orphan.set_user_attr("worker", 7)  # a worker index that is not run again
+    orphan.set_user_attr("host", f"{socket.gethostname()}:{dead.pid}")
+    summary = run_worker("lgcn", "lightgcn", "toy", toy, settings, tmp_path, 0, 1, base_overrides=FAST)
+    assert summary["failed_stale"] == [orphan.number] and len(_finished(tmp_path)) == 1
+
+
 def test_sqlite_storage_is_refused(tmp_path):
     with pytest.raises(ValueError, match="SQLite storage is unsafe"):
         open_storage(f"sqlite:///{tmp_path}/x.db", tmp_path)
@@ -134,7 +177,7 @@ def write_canonical(data, folder: Path) -> None:
             {
                 "format_version": FORMAT_VERSION,
                 "name": data.name,
-                "stats": data.stats().model_dump(),
+                "stats": data.stats(),
                 "side_files": {},
                 "interactions_sha256": sha256_file(folder / "interactions.npz"),
             }

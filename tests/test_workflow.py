@@ -75,6 +75,64 @@ def test_invalid_config_is_rejected(workdir):
     assert "device" in out.stdout + out.stderr
 
 
+def test_a_name_in_the_config_that_is_not_a_name_is_rejected_before_any_job(workdir):
+    evil = "variants={x: {method: 'lightgcn; touch PWNED'}}"
+    out = snakemake(
+        workdir, "-n", "results/table2.md", "--config", "seeds=[1]", "datasets=[ml-100k]", evil, check=False
+    )
+    assert out.returncode != 0
+    assert "variants.x.method = 'lightgcn; touch PWNED' is not allowed" in out.stdout + out.stderr
+    assert not (workdir / "PWNED").exists()
+
+
+def test_config_values_reach_shell_commands_quoted(workdir):
+    out = snakemake(
+        workdir,
+        "-n",
+        "-p",
+        "results/runs/ml-100k/lightgcn/seed2023.json",
+        "--config",
+        "tune=false",
+        "common_set=['train.lr=0.001; touch PWNED']",
+        "mirror=/data/my mirror",
+    )
+    text = out.stdout + out.stderr
+    assert "--set 'train.lr=0.001; touch PWNED'" in text and "--mirror '/data/my mirror'" in text
+    assert not (workdir / "PWNED").exists()
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("seed=[1]", "seed is not a setting; did you mean seeds?"),
+        ("seeds=5", "seeds must be of type array"),
+        ("tuning={trial: 3}", "tuning.trial is not a setting; did you mean tuning.trials?"),
+        ("llm={modle: x}", "llm.modle is not a setting; did you mean llm.model?"),
+        ("tune=maybe", "tune must be of type boolean"),
+    ],
+)
+def test_config_errors_name_the_key(workdir, setting, message):
+    out = snakemake(workdir, "-n", "results/table2.md", "--config", setting, check=False)
+    assert out.returncode != 0 and message in out.stdout + out.stderr
+
+
+def test_command_line_values_get_the_schema_types(workdir):
+    from recrepro.workflow_config import check_config, load_schema
+
+    schema = load_schema(REPO / "config" / "schema.yaml")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    # what Snakemake's --config parser hands over: every nested value a string
+    config.update(
+        tune="false",
+        seeds=["1", "2"],
+        llm={"model": "openai/x", "api_base": "null", "max_concurrency": "4", "use_shipped_cache": "false"},
+    )
+    checked = check_config(config, schema)
+    assert checked["tune"] is False and checked["seeds"] == [1, 2]
+    assert checked["llm"]["api_base"] is None and checked["llm"]["max_concurrency"] == 4
+    assert checked["llm"]["use_shipped_cache"] is False and checked["llm"]["temperature"] == 0  # default filled
+
+
 def test_a_configured_api_key_variable_must_be_set(workdir, monkeypatch):
     monkeypatch.delenv("RECREPRO_TEST_KEY", raising=False)
     out = snakemake(workdir, "-n", "results/table2.md", "--config", "llm={api_key_env: RECREPRO_TEST_KEY}", check=False)

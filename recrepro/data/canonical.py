@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from recrepro.data.cards import DatasetCard, Stats
+from recrepro.data.cards import DatasetCard
 
 FORMAT_VERSION = 1
 PARTS = ("train", "val", "test")
@@ -69,10 +69,17 @@ class InteractionData:
     def train_csr(self) -> sp.csr_matrix:
         return self.csr("train")
 
-    def stats(self) -> Stats:
-        return Stats(
-            users=self.n_users, items=self.n_items, train=len(self.train), val=len(self.val), test=len(self.test)
-        )
+    def stats(self) -> dict[str, int]:
+        """Counts of users, items, interactions per part, and distinct users / items with training data."""
+        return {
+            "users": self.n_users,
+            "items": self.n_items,
+            "train": len(self.train),
+            "val": len(self.val),
+            "test": len(self.test),
+            "users_in_train": len(np.unique(self.train[:, 0])),
+            "items_in_train": len(np.unique(self.train[:, 1])),
+        }
 
     def side_file(self, name: str) -> Path:
         """Path of a side file declared in ``meta.json``; raises if the converter wrote none."""
@@ -82,19 +89,23 @@ class InteractionData:
 
 
 def check_stats(card: DatasetCard, data: InteractionData) -> None:
-    """Hard error unless the dataset's statistics equal the card's."""
+    """Hard error unless the dataset's statistics equal the card's (the optional ones where the card has them)."""
     actual = data.stats()
-    if actual != card.stats:
-        diffs = [
-            f"{key}: card {getattr(card.stats, key):,} vs data {getattr(actual, key):,}"
-            for key in Stats.model_fields
-            if getattr(card.stats, key) != getattr(actual, key)
-        ]
+    declared = card.stats.model_dump(exclude_none=True)
+    diffs = [
+        f"{key}: card {value:,} vs data {actual[key]:,}" for key, value in declared.items() if actual[key] != value
+    ]
+    if diffs:
         raise DatasetError(f"dataset {card.name!r} does not match its card: " + "; ".join(diffs))
 
 
 def check_split(data: InteractionData) -> None:
-    """Ids in range, and the three parts pairwise disjoint."""
+    """Users and items exist, no part is empty, ids are in range, and the three parts are pairwise disjoint."""
+    if data.n_users <= 0 or data.n_items <= 0:
+        raise DatasetError(f"{data.name}: {data.n_users} users x {data.n_items} items; a dataset needs both")
+    empty = [part for part in PARTS if len(data.part(part)) == 0]
+    if empty:
+        raise DatasetError(f"{data.name}: the {' and '.join(empty)} split(s) hold no interaction")
     for part in PARTS:
         pairs = data.part(part)
         if len(pairs) and (pairs.min() < 0 or pairs[:, 0].max() >= data.n_users or pairs[:, 1].max() >= data.n_items):

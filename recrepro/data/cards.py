@@ -67,11 +67,13 @@ class SourceFile(_Strict):
 class Stats(_Strict):
     """Expected statistics of the converted dataset; a mismatch after loading is a hard error."""
 
-    users: int
-    items: int
-    train: int
-    val: int
-    test: int
+    users: int = Field(gt=0)
+    items: int = Field(gt=0)
+    train: int = Field(gt=0)
+    val: int = Field(gt=0)
+    test: int = Field(gt=0)
+    users_in_train: int | None = Field(None, gt=0, description="distinct users with a training interaction")
+    items_in_train: int | None = Field(None, gt=0, description="distinct items with a training interaction")
 
 
 class KnowledgeGraphInfo(_Strict):

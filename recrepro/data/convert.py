@@ -237,7 +237,7 @@ def prepare(card: DatasetCard, raw: Path, out: Path) -> InteractionData:
     meta = {
         "format_version": FORMAT_VERSION,
         "name": card.name,
-        "stats": data.stats().model_dump(),
+        "stats": data.stats(),
         "conversion": card.conversion.strip(),
         "conversion_params": card.conversion_params,
         "sources": {spec.path: spec.sha256 for spec in card.files},

@@ -1,5 +1,8 @@
 """Content-addressed, append-only, crash-safe store of LLM responses and embeddings.
 
+Only valid answers are stored here; invalid ones go to a :class:`FailureLog` beside it (the same format), so that
+they are never reused as answers and are asked again on the next run.
+
 Each line of the JSONL file is one record keyed by the SHA-256 of everything that determines the answer
 (model, rendered messages, response schema, decoding parameters, prompt version) -- not LiteLLM's own cache
 key, which leaves out provider-specific parameters. Records are appended and fsync'd one by one, so an
@@ -81,11 +84,14 @@ class ResponseCache:
         self.records[record["key"]] = record
 
     def seed_from(self, shipped: Path) -> int:
-        """Add the records of a shipped (gzip) cache that are not here yet; returns how many were added."""
+        """Add the valid answers of a shipped (gzip) cache that are not here yet; returns how many were added."""
         with gzip.open(shipped, "rb") as fh:
             lines = fh.readlines()
         before = set(self.records)
         self._load(lines)
+        for key in self.records.keys() - before:  # an invalid answer is never an answer to reuse
+            if self.records[key].get("status", "ok") != "ok":
+                del self.records[key]
         new = [self.records[k] for k in self.records.keys() - before]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab") as fh:
@@ -100,3 +106,10 @@ class ResponseCache:
         with gzip.GzipFile(path, "wb", mtime=0) as fh:
             for key in keys:
                 fh.write((json.dumps(self.records[key], sort_keys=True, separators=(",", ":")) + "\n").encode())
+
+
+class FailureLog(ResponseCache):
+    """Invalid answers (raw text and validation errors field by field), by request key; never read as answers.
+
+    The file is created on the first failure only.
+    """

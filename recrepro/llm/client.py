@@ -1,13 +1,17 @@
 """Structured completions and embeddings through LiteLLM, for any provider, cached and budgeted.
 
-- Requests run concurrently (``max_concurrency``); rate limits, timeouts and connection errors are retried
-  with exponential backoff; authentication and bad-request errors stop the stage at once.
-- Every answer is parsed and validated with the template's pydantic schema. An invalid answer is cached like
-  any other and followed by a bounded number of correction turns (each a new, cached request), after which
-  the entity is reported as failed with its raw text.
+- Requests run concurrently (``max_concurrency``); rate limits, timeouts, connection errors and server errors
+  are retried with exponential backoff. One that still fails stops the stage with :class:`TransportError`
+  naming the cause (the answers received so far are cached, so a rerun resumes); authentication and
+  bad-request errors stop it at once. A transport failure never becomes a fallback text.
+- Every answer is parsed and validated with the template's pydantic schema. Only valid answers are cached; an
+  invalid one goes to a separate failure log (raw text and the validation errors field by field), is followed
+  by a bounded number of correction turns, and is asked again on the next run.
 - Every request is looked up in the content-addressed cache first: a rerun with nothing changed makes no call.
-- Spending is tracked with LiteLLM's cost map; once ``max_budget_usd`` is reached no new request starts, the
-  ones in flight finish and are cached, and :class:`BudgetExceeded` is raised.
+- Spending is tracked with LiteLLM's cost map (or the per-token prices given in the settings); once
+  ``max_budget_usd`` is reached no new request starts, the ones in flight finish and are cached, and
+  :class:`BudgetExceeded` is raised. A budget cannot be enforced for a model without a price, so that is an
+  error before any request; calls without a price are counted as unpriced, never as free.
 - API keys are read from the environment at call time and never stored or logged.
 """
 
@@ -26,7 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import recrepro  # noqa: F401  (LITELLM_LOCAL_MODEL_COST_MAP before litellm is imported)
-from recrepro.llm.cache import ResponseCache, decode_vector, encode_vector, request_key
+from recrepro.llm.cache import FailureLog, ResponseCache, decode_vector, encode_vector, request_key
 from recrepro.llm.local import is_local, register_local_provider
 from recrepro.llm.prompts import PromptTemplate
 from recrepro.progress import progress_bar
@@ -51,6 +55,9 @@ class LLMSettings(BaseModel):
     backoff_s: float = Field(2.0, ge=0)
     format_retries: int = Field(2, ge=0)
     max_budget_usd: float | None = Field(None, ge=0)
+    input_cost_per_token: float | None = Field(None, ge=0, description="USD; for a model LiteLLM has no price for")
+    output_cost_per_token: float | None = Field(None, ge=0, description="USD; for a model LiteLLM has no price for")
+    embedding_cost_per_token: float | None = Field(None, ge=0, description="USD; for an unpriced embedding model")
     embedding_batch_size: int = Field(64, gt=0)
 
 
@@ -60,6 +67,14 @@ class BudgetExceeded(RuntimeError):
 
 class ProviderError(RuntimeError):
     """The provider refused the request for a reason retrying cannot fix (credentials, bad request)."""
+
+
+class TransportError(RuntimeError):
+    """A request still failed in transport (timeout, connection, rate limit, server error) after its retries."""
+
+
+class UnpricedModel(ValueError):
+    """A spending limit is set for a model whose price is unknown."""
 
 
 @dataclass
@@ -72,7 +87,7 @@ class TextRequest:
 @dataclass
 class TextResult:
     entity: str
-    status: Literal["ok", "invalid", "error"]
+    status: Literal["ok", "invalid"]
     answer: dict[str, str] | None = None
     raw: str | None = None
     error: str | None = None
@@ -93,12 +108,47 @@ class Usage:
         return dict(self.__dict__)
 
 
+class InvalidAnswer(ValueError):
+    """An answer that is not a JSON object of the template's schema; ``errors`` lists the problems by field."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e['field']}: {e['error']}" if e["field"] else e["error"] for e in errors))
+
+
 def parse_answer(content: str, template: PromptTemplate) -> dict[str, str]:
-    """The JSON object in ``content`` (code fences and surrounding prose tolerated), validated by the schema."""
+    """The JSON object in ``content`` (code fences and surrounding prose tolerated), validated by the schema.
+
+    Raises:
+        InvalidAnswer: with every problem, field by field.
+    """
     match = re.search(r"\{.*\}", content or "", flags=re.DOTALL)
     if not match:
-        raise ValueError("no JSON object in the answer")
-    return template.schema.model_validate(json.loads(match.group(0))).model_dump()
+        raise InvalidAnswer([{"field": None, "error": "no JSON object in the answer"}])
+    try:
+        parsed = json.loads(match.group(0))
+    except json.JSONDecodeError as err:
+        raise InvalidAnswer([{"field": None, "error": f"not valid JSON ({err})"}]) from None
+    try:
+        return template.schema.model_validate(parsed).model_dump()
+    except ValidationError as err:
+        raise InvalidAnswer(
+            [{"field": ".".join(map(str, e["loc"])) or None, "error": e["msg"]} for e in err.errors()]
+        ) from None
+
+
+def _transport_cause(err: Exception, timeout_s: float) -> str:
+    """A transport failure in words: what happened, not the provider's full message."""
+    import litellm
+
+    if isinstance(err, litellm.Timeout):
+        return f"timeout after {timeout_s:g} s"
+    if isinstance(err, litellm.RateLimitError):
+        return "rate limited (HTTP 429)"
+    if isinstance(err, litellm.APIConnectionError):
+        return f"connection error ({str(err).splitlines()[0][:160]})"
+    status = getattr(err, "status_code", None)
+    return f"server error (HTTP {status})" if status else f"{type(err).__name__}"
 
 
 def _transient_errors() -> tuple[type[Exception], ...]:
@@ -110,6 +160,7 @@ def _transient_errors() -> tuple[type[Exception], ...]:
         litellm.APIConnectionError,
         litellm.ServiceUnavailableError,
         litellm.InternalServerError,
+        litellm.BadGatewayError,
     )
 
 
@@ -122,15 +173,59 @@ def _fatal_errors() -> tuple[type[Exception], ...]:
 class LLMClient:
     """Runs batches of structured completions and embeddings against one configured provider."""
 
-    def __init__(self, settings: LLMSettings, cache: ResponseCache, progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        settings: LLMSettings,
+        cache: ResponseCache,
+        progress: bool | None = None,
+        failures: FailureLog | None = None,
+    ) -> None:
         register_local_provider()
         for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):  # one INFO line per request otherwise
             logging.getLogger(name).setLevel(logging.WARNING)
         self.settings = settings
         self.cache = cache
+        self.failures = failures or FailureLog(cache.path.with_name("failures.jsonl"))
         self.usage = Usage()
         self.progress = progress
         self._halt: Exception | None = None  # set on budget exhaustion or a fatal provider error
+
+    # -- prices ----------------------------------------------------------------------------------------------
+
+    def _custom_prices(self, model: str) -> tuple[float, float] | None:
+        s = self.settings
+        if model == s.embedding_model and s.embedding_cost_per_token is not None:
+            return s.embedding_cost_per_token, 0.0
+        if model == s.model and s.input_cost_per_token is not None and s.output_cost_per_token is not None:
+            return s.input_cost_per_token, s.output_cost_per_token
+        return None
+
+    def _priced(self, model: str) -> bool:
+        """Whether the cost of ``model``'s calls is known (a local model, configured prices, LiteLLM's map)."""
+        import litellm
+
+        if is_local(model) or self._custom_prices(model) is not None:
+            return True
+        try:
+            info = litellm.get_model_info(model)
+        except Exception:  # not in LiteLLM's price map
+            return False
+        return info.get("input_cost_per_token") is not None
+
+    def require_prices(self, model: str) -> None:
+        """Refuse to start when a spending limit is set but ``model``'s calls cannot be priced."""
+        if self.settings.max_budget_usd is None or self._priced(model):
+            return
+        keys = (
+            "llm.embedding_cost_per_token"
+            if model == self.settings.embedding_model
+            else "llm.input_cost_per_token and llm.output_cost_per_token"
+        )
+        raise UnpricedModel(
+            f"llm.max_budget_usd is {self.settings.max_budget_usd:g} but LiteLLM's price map has no price for "
+            f"{model!r}, so the spending limit cannot be enforced. Give its prices in USD per token ({keys}), or "
+            "disable the limit with llm.max_budget_usd: null (e.g. for a local server that costs nothing)."
+        )
 
     # -- requests ------------------------------------------------------------------------------------------
 
@@ -178,7 +273,16 @@ class LLMClient:
                 name = type(err).__name__
                 self.usage.retries[name] = self.usage.retries.get(name, 0) + 1
                 if attempt == self.settings.transport_retries:
-                    raise
+                    cause = _transport_cause(err, self.settings.request_timeout_s)
+                    attempts = self.settings.transport_retries + 1
+                    self._halt = TransportError(
+                        self._scrub(
+                            f"{what}: {cause}, {attempts} attempts (llm.transport_retries="
+                            f"{self.settings.transport_retries}). The answers received so far are cached: rerun "
+                            "to resume once the provider is reachable."
+                        )
+                    )
+                    raise self._halt from None
                 delay = self.settings.backoff_s * 2**attempt
                 log.warning(
                     "%s: %s, retrying in %.1fs (%d/%d)", what, name, delay, attempt + 1, self.settings.transport_retries
@@ -200,12 +304,17 @@ class LLMClient:
             "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
         }
         cost: float | None
+        prices = self._custom_prices(model)
         if is_local(model):
             cost = 0.0
+        elif prices is not None:
+            cost = tokens["prompt_tokens"] * prices[0] + tokens["completion_tokens"] * prices[1]
+        elif not self._priced(model):  # priced by the configured model, not by the name a server answers with
+            cost = None
         else:
             try:
-                cost = float(litellm.completion_cost(completion_response=response))
-            except Exception:  # models missing from LiteLLM's cost map
+                cost = float(litellm.completion_cost(completion_response=response, model=model))
+            except Exception:  # a price LiteLLM cannot apply to this response
                 cost = None
         self.usage.calls += 1
         self.usage.prompt_tokens += tokens["prompt_tokens"]
@@ -221,9 +330,10 @@ class LLMClient:
         return tokens, cost
 
     async def _complete_once(self, messages: list[dict[str, str]], request: TextRequest) -> dict[str, Any]:
-        """One cached request: the stored record, or a new call whose record is stored."""
+        """One request: a cached valid answer, or a new call. A valid answer is cached; an invalid one is logged
+        as a failure (never cached, so the next run asks again)."""
         key = self.completion_key(messages, request.template)
-        if (record := self.cache.get(key)) is not None:
+        if (record := self.cache.get(key)) is not None and record.get("status") == "ok":
             self.usage.cached += 1
             return record
         import litellm
@@ -249,9 +359,9 @@ class LLMClient:
         content = response.choices[0].message.content or ""
         tokens, cost = self._account(response, started, settings.model)
         try:
-            answer, error = parse_answer(content, request.template), None
-        except (ValueError, ValidationError) as err:
-            answer, error = None, str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+            answer, errors = parse_answer(content, request.template), []
+        except InvalidAnswer as err:
+            answer, errors = None, err.errors
         record = {
             "key": key,
             "kind": "completion",
@@ -262,12 +372,16 @@ class LLMClient:
             "status": "ok" if answer else "invalid",
             "content": content,
             "answer": answer,
-            "error": error,
             "usage": tokens,
             "cost_usd": cost,
             "latency_s": round(time.perf_counter() - started, 3),
         }
-        self.cache.put(record)
+        if answer is None:
+            record["errors"] = errors
+            record["error"] = str(InvalidAnswer(errors))[:300]
+            self.failures.put(record)
+        else:
+            self.cache.put(record)
         return record
 
     @staticmethod
@@ -296,18 +410,19 @@ class LLMClient:
         return TextResult(request.entity, "invalid", raw=record["content"], error=record["error"])
 
     def cached_keys(self, request: TextRequest) -> list[str]:
-        """Keys of the cached records that answer ``request`` (its correction turns included), without calls."""
-        messages, keys = list(request.messages), []
+        """Key of the cached valid answer to ``request`` (following its correction turns through the failure log),
+        without calls; empty if it has none."""
+        messages = list(request.messages)
         for _ in range(self.settings.format_retries + 1):
             key = self.completion_key(messages, request.template)
             record = self.cache.get(key)
-            if record is None:
-                break
-            keys.append(key)
-            if record["status"] == "ok":
-                break
-            messages = self._correction(messages, record, request.template)
-        return keys
+            if record is not None and record.get("status") == "ok":
+                return [key]
+            failure = self.failures.get(key)
+            if failure is None:
+                return []
+            messages = self._correction(messages, failure, request.template)
+        return []
 
     async def complete(self, requests: list[TextRequest], desc: str = "LLM") -> list[TextResult]:
         """Run ``requests`` concurrently; results are in request order. Identical requests (same messages and
@@ -316,7 +431,10 @@ class LLMClient:
         Raises:
             BudgetExceeded: after the in-flight requests have finished and been cached.
             ProviderError: credentials or request rejected by the provider.
+            TransportError: a request failed in transport after its retries (after the in-flight ones finished).
+            UnpricedModel: a spending limit is set and the model has no price.
         """
+        self.require_prices(self.settings.model)
         first: dict[str, int] = {}
         for index, request in enumerate(requests):
             first.setdefault(self.completion_key(request.messages, request.template), index)
@@ -334,14 +452,7 @@ class LLMClient:
 
         async def run(request: TextRequest) -> TextResult:
             async with semaphore:
-                try:
-                    result = await self._complete(request)
-                except (BudgetExceeded, ProviderError):
-                    raise
-                except _transient_errors() as err:
-                    result = TextResult(
-                        request.entity, "error", error=self._scrub(f"{type(err).__name__}: {err}")[:300]
-                    )
+                result = await self._complete(request)
             bar.update(1)
             bar.set_postfix(
                 calls=self.usage.calls, cached=self.usage.cached, cost=f"${self.usage.cost_usd:.4f}", refresh=False
@@ -352,7 +463,7 @@ class LLMClient:
             results = await asyncio.gather(*(run(r) for r in requests), return_exceptions=True)
         finally:
             bar.close()
-        for exc_type in (ProviderError, BudgetExceeded):
+        for exc_type in (ProviderError, TransportError, BudgetExceeded):
             if any(isinstance(r, exc_type) for r in results):
                 raise next(r for r in results if isinstance(r, exc_type))
         if failures := [r for r in results if isinstance(r, BaseException)]:
@@ -369,6 +480,7 @@ class LLMClient:
         import litellm
 
         settings = self.settings
+        self.require_prices(settings.embedding_model)
         keys = [self.embedding_key(t) for t in texts]
         missing = list(dict.fromkeys(k for k in keys if k not in self.cache))
         text_of = dict(zip(keys, texts))
@@ -412,7 +524,9 @@ class LLMClient:
                 bar.update(len(batch))
 
         try:
-            await asyncio.gather(*(run(b) for b in batches))
+            results = await asyncio.gather(*(run(b) for b in batches), return_exceptions=True)
         finally:
             bar.close()
+        if failures := [r for r in results if isinstance(r, BaseException)]:
+            raise next((r for r in failures if isinstance(r, (ProviderError, TransportError))), failures[0])
         return np.stack([decode_vector(self.cache.get(k)["vector"]) for k in keys]).astype(np.float32)

@@ -158,8 +158,10 @@ def run_text_step(
     if len(failures) > max_failure_fraction * len(results):
         ids = ", ".join(r.entity for r in failures[:20]) + (" ..." if len(failures) > 20 else "")
         raise TextStageFailed(
-            f"{step}: {len(failures)} of {len(results)} entities failed ({ids}); the raw answers are in "
-            f"{cache.path}. Allowed: {max_failure_fraction:.1%} (llm.max_failure_fraction). No output was written."
+            f"{step}: {len(failures)} of {len(results)} entities got no valid answer after "
+            f"{settings.format_retries} correction turns ({ids}); the raw answers and the validation errors are in "
+            f"{client.failures.path}, and they are asked again on the next run. Allowed: "
+            f"{max_failure_fraction:.1%} (llm.max_failure_fraction). No output was written."
         )
     for kind in KINDS:
         rows = [
