@@ -35,8 +35,8 @@ from methods.lightgcn import LightGCNParams, build_lightgcn_encoder, lightgcn_se
 from recrepro.method import Encoded, GraphEncoderMethod, MethodParams
 from recrepro.nn import (
     TextAlignment,
-    chunked_ssl_con_loss,
     intent_aware,
+    ssl_con_loss,
     text_tensors,
     weighted_propagate,
 )
@@ -44,7 +44,7 @@ from recrepro.registry import register_method
 
 MOMENTUM = 0.999  # hard-coded in the reference
 ITM_TRANSLATION_SHARE = 0.4  # hard-coded in the reference: 0.4 x translation + 0.6 x distillation
-TRANSLATION_BLOCK = 4096  # rows per block of the N x N translation similarity (one block below this size)
+TRANSLATION_BLOCK = 4096  # rows per block of the N x N translation similarity
 
 
 class IntentParams(MethodParams):
@@ -116,7 +116,7 @@ class _IntentRepresentation(GraphEncoderMethod):
         if self._uses_translation():
             noisy_text = projected + projected * torch.randn_like(projected)
             noisy_graph = encoded.nodes + encoded.nodes * torch.randn_like(encoded.nodes)
-            translation = p.translation_weight * chunked_ssl_con_loss(noisy_text, noisy_graph, 1.0, TRANSLATION_BLOCK)
+            translation = p.translation_weight * ssl_con_loss(noisy_text, noisy_graph, 1.0, TRANSLATION_BLOCK)
             terms["translation"] = translation
         if self._uses_itm():
             self._momentum_update()

@@ -61,6 +61,14 @@ def independence(weights: torch.Tensor, kind: str) -> torch.Tensor:
     return total
 
 
+def _sum_messages(graph: dgl.DGLGraph, features: torch.Tensor) -> torch.Tensor:
+    """Sum of the source features over each destination's in-edges of a bipartite graph (copy_u + sum)."""
+    with graph.local_scope():
+        graph.srcdata["h"] = features
+        graph.update_all(fn.copy_u("h", "m"), fn.sum("m", "h"))
+        return graph.dstdata["h"]
+
+
 @register_method("kgin")
 class KGIN(Method):
     """KGIN: intents as attentive combinations of KG relations, relational path-aware aggregation."""
@@ -98,15 +106,32 @@ class KGIN(Method):
         tails = np.concatenate([triples[:, 2], triples[:, 0]])
         etypes = np.concatenate([triples[:, 1], triples[:, 1] + n_base])  # 0-based: row of the relation table
         self.n_users, self.n_items, self.n_entities = data.n_users, data.n_items, kg.n_entities
-        self.kg = dgl.graph((torch.from_numpy(tails), torch.from_numpy(heads)), num_nodes=kg.n_entities, device=device)
-        self.kg.edata["etype"] = torch.from_numpy(etypes).to(device)
-        degree = np.bincount(data.train[:, 0], minlength=data.n_users).astype(np.float32)
+        # KG messages e_t * e_r, pooled by mean at the head h, are summed per (head, relation) "slot" first:
+        # sum_edges e_t * e_r = sum_slots e_r * (sum_{t in slot} e_t), two unweighted sums instead of a weighted one
+        slot_key = heads.astype(np.int64) * (2 * n_base) + etypes
+        slot_keys, slot_of_edge = np.unique(slot_key, return_inverse=True)
+        n_slots = len(slot_keys)
+        self.kg_heads = torch.from_numpy(heads).to(device)
+        self.kg_to_slots = dgl.heterograph(
+            {("entity", "in", "slot"): (torch.from_numpy(tails), torch.from_numpy(slot_of_edge))},
+            num_nodes_dict={"entity": kg.n_entities, "slot": n_slots},
+            device=device,
+        )
+        self.slots_to_heads = dgl.heterograph(
+            {("slot", "of", "entity"): (torch.arange(n_slots), torch.from_numpy(slot_keys // (2 * n_base)))},
+            num_nodes_dict={"slot": n_slots, "entity": kg.n_entities},
+            device=device,
+        )
+        self.slot_relation = torch.from_numpy(slot_keys % (2 * n_base)).to(device)
+        self.kg_degree = torch.bincount(self.kg_heads, minlength=kg.n_entities).float().unsqueeze(1)
+        # user side: the mean over a user's training items, as an unweighted sum times 1 / |N_u|
         self.interactions = dgl.heterograph(
             {("item", "rated_by", "user"): (torch.from_numpy(data.train[:, 1]), torch.from_numpy(data.train[:, 0]))},
             num_nodes_dict={"item": data.n_items, "user": data.n_users},
             device=device,
         )
-        self.interactions.edata["w"] = torch.from_numpy(1.0 / degree[data.train[:, 0]]).to(device).unsqueeze(1)
+        degree = np.bincount(data.train[:, 0], minlength=data.n_users).astype(np.float32)
+        self.inverse_user_degree = torch.from_numpy(1.0 / np.maximum(degree, 1)).to(device).unsqueeze(1)
 
         d, n_relations = params.embedding_size, 2 * n_base
         init = nn.init.xavier_uniform_
@@ -115,40 +140,45 @@ class KGIN(Method):
         self.relation_emb = nn.Parameter(init(torch.empty(n_relations, d)))
         self.intent_relation = nn.Parameter(init(torch.empty(params.intents, n_relations)))
 
-    def _kg_graph(self) -> dgl.DGLGraph:
+    def _kept_kg_edges(self) -> torch.Tensor | None:
+        """Node dropout on the KG: int(E x rate) edges are kept (the reference's rate is a keep fraction)."""
         rate = self.params.node_dropout_rate
         if not self.training or rate == 0:
-            return self.kg
-        keep = torch.randperm(self.kg.num_edges(), device=self.kg.device)[: int(self.kg.num_edges() * rate)]
-        return dgl.edge_subgraph(self.kg, keep, relabel_nodes=False)
+            return None
+        n_edges = self.kg_heads.shape[0]
+        return torch.randperm(n_edges, device=self.kg_heads.device)[: int(n_edges * rate)]
 
-    def _interaction_weights(self) -> torch.Tensor:
-        weights = self.interactions.edata["w"]
+    def _kept_interactions(self) -> torch.Tensor | None:
+        """Node dropout on the interactions: each kept with probability ``rate`` (values scaled by 1/(1-rate))."""
         rate = self.params.node_dropout_rate
         if not self.training or rate == 0:
-            return weights
-        keep = torch.floor(rate + torch.rand(weights.shape[0], 1, device=weights.device))
-        return weights * keep / (1 - rate)
+            return None
+        keep = torch.floor(rate + torch.rand(self.interactions.num_edges(), 1, device=self.kg_heads.device))
+        return keep.squeeze(1).nonzero().squeeze(1)
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(user, entity) representations after ``hops`` hops, summed with hop 0."""
         p = self.params
-        kg = self._kg_graph()
-        weights = self._interaction_weights()
-        relation = self.relation_emb[kg.edata["etype"]]
+        kept = self._kept_kg_edges()
+        to_slots = self.kg_to_slots if kept is None else dgl.edge_subgraph(self.kg_to_slots, kept, relabel_nodes=False)
+        degree = self.kg_degree
+        if kept is not None:
+            degree = torch.bincount(self.kg_heads[kept], minlength=self.n_entities).float().unsqueeze(1)
+        inverse_degree = 1 / degree.clamp(min=1)  # the mean over a head's kept edges; 0 without edges
+        kept_ui = self._kept_interactions()
+        interactions = self.interactions
+        user_scale = self.inverse_user_degree
+        if kept_ui is not None:
+            interactions = dgl.edge_subgraph(self.interactions, kept_ui, relabel_nodes=False)
+            user_scale = user_scale / (1 - p.node_dropout_rate)
+        slot_relation = self.relation_emb[self.slot_relation]
         intents = torch.softmax(self.intent_relation, dim=-1) @ self.relation_emb  # e_p, [P, d]
         users, entities = self.all_embed[: self.n_users], self.all_embed[self.n_users :]
         user_sum, entity_sum = users, entities
         for _ in range(p.hops):
-            with kg.local_scope():
-                kg.ndata["h"], kg.edata["r"] = entities, relation
-                kg.update_all(fn.u_mul_e("h", "r", "m"), fn.mean("m", "agg"))
-                entity_agg = kg.ndata["agg"]
-            with self.interactions.local_scope():
-                self.interactions.nodes["item"].data["h"] = entities[: self.n_items]
-                self.interactions.edata["w"] = weights
-                self.interactions.update_all(fn.u_mul_e("h", "w", "m"), fn.sum("m", "agg"))
-                mean_items = self.interactions.nodes["user"].data["agg"]
+            slot_sums = _sum_messages(to_slots, entities)
+            entity_agg = _sum_messages(self.slots_to_heads, slot_sums * slot_relation) * inverse_degree
+            mean_items = _sum_messages(interactions, entities[: self.n_items]) * user_scale
             attention = torch.softmax(users @ self.latent_emb.T, dim=1)  # beta(u, p)
             user_agg = mean_items * (attention @ intents) + mean_items
             if self.training and p.mess_dropout_rate > 0:

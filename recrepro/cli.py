@@ -13,15 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-import recrepro  # noqa: F401  (sets environment defaults before heavy imports)
+import recrepro  # noqa: F401  (sets runtime defaults before heavy imports)
 from recrepro import paths
+from recrepro.runtime import set_threads
 
 log = logging.getLogger("recrepro")
 
@@ -459,9 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads:  # before torch and DGL are imported, which read these once
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[name] = str(args.threads)
+    if args.threads:  # before torch and DGL are imported where possible (OpenMP reads these once)
+        set_threads(args.threads)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

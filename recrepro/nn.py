@@ -7,7 +7,6 @@ import dgl.function as fn
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 
 def bpr_loss(users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -92,38 +91,53 @@ def info_nce(
     return -alignment.sum() / temperature + _CosineLogSumExp.apply(a, c, log_counts, row_weights, temperature)
 
 
-def ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """The reference's ``ssl_con_loss`` (dense): mean over rows of -log(exp(cos(x_n, y_n)/t) /
-    (sum_m exp(cos(x_n, y_m)/t) + 1e-8) + 1e-8). Needs an N x N matrix; see :func:`chunked_ssl_con_loss`."""
-    x, y = F.normalize(x), F.normalize(y)
-    positive = torch.exp((x * y).sum(1) / temperature)
-    total = torch.exp(x @ y.T / temperature).sum(1)
-    return -torch.log(positive / (total + 1e-8) + 1e-8).mean()
+class _AllPairsInfoNCE(torch.autograd.Function):
+    """mean_n -log(p_n / (T_n + 1e-8) + 1e-8) with E = exp(x y^T / t), p_n = E_nn, T_n = sum_m E_nm, for normalised
+    rows x, y, computed in blocks of rows.
+
+    One block's exponentials are the only large buffer: it is kept for the backward pass when everything fits in
+    one block, and recomputed block by block otherwise (O(block x M) memory). The gradient with respect to the
+    logits is c_n (E_nm / (T_n + 1e-8) - [n = m]) with c_n = q_n / (q_n + 1e-8) / N and q_n = p_n / (T_n + 1e-8).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, y: torch.Tensor, temperature: float, block: int):
+        n = x.shape[0]
+        totals, positives = x.new_empty(n), x.new_empty(n)
+        kept = None
+        for start in range(0, n, block):
+            e = ((x[start : start + block] / temperature) @ y.T).exp_()
+            totals[start : start + block] = e.sum(1)
+            positives[start : start + block] = torch.diagonal(e, offset=start)
+            if n <= block:
+                kept = e
+        q = positives / (totals + 1e-8)
+        ctx.save_for_backward(x, y, totals, q, kept)
+        ctx.temperature, ctx.block = temperature, block
+        return -torch.log(q + 1e-8).mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, y, totals, q, kept = ctx.saved_tensors
+        t, block, n = ctx.temperature, ctx.block, x.shape[0]
+        scale = grad * q / (q + 1e-8) / n / t  # c_n / t, the 1/t of the logits folded in
+        grad_x, grad_y = torch.empty_like(x), torch.zeros_like(y)
+        for start in range(0, n, block):
+            rows = slice(start, start + block)
+            g = kept if kept is not None else ((x[rows] / t) @ y.T).exp_()
+            g.div_((totals[rows] + 1e-8).unsqueeze(1))
+            torch.diagonal(g, offset=start).sub_(1)
+            g.mul_(scale[rows].unsqueeze(1))
+            grad_x[rows] = g @ y
+            grad_y.addmm_(g.T, x[rows])
+        return grad_x, grad_y, None, None
 
 
-def _ssl_con_rows(x_rows: torch.Tensor, y_rows: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor:
-    positive = torch.exp((x_rows * y_rows).sum(1) / temperature)
-    total = torch.exp(x_rows @ y.T / temperature).sum(1)
-    return -torch.log(positive / (total + 1e-8) + 1e-8).sum()
-
-
-def chunked_ssl_con_loss(
-    x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0, chunk_size: int = 2048
-) -> torch.Tensor:
-    """:func:`ssl_con_loss` computed over blocks of ``chunk_size`` rows, each recomputed in the backward pass
-    (activation checkpointing), so memory is O(chunk_size x N) instead of O(N^2) with the same value and
-    gradient. A matrix that fits in one block is computed directly (no recomputation)."""
-    if x.shape[0] <= chunk_size:
-        return ssl_con_loss(x, y, temperature)
-    x, y = F.normalize(x), F.normalize(y)
-    total = x.new_zeros(())
-    for start in range(0, x.shape[0], chunk_size):
-        stop = start + chunk_size
-        if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
-            total = total + checkpoint(_ssl_con_rows, x[start:stop], y[start:stop], y, temperature, use_reentrant=False)
-        else:
-            total = total + _ssl_con_rows(x[start:stop], y[start:stop], y, temperature)
-    return total / x.shape[0]
+def ssl_con_loss(x: torch.Tensor, y: torch.Tensor, temperature: float = 1.0, block: int = 4096) -> torch.Tensor:
+    """The reference's ``ssl_con_loss``: mean over rows of -log(exp(cos(x_n, y_n)/t) / (sum_m exp(cos(x_n, y_m)/t)
+    + 1e-8) + 1e-8), rows L2-normalised as ``F.normalize``. Computed in row blocks with a hand-written backward
+    (one ``block x M`` buffer instead of the N x M matrix and its autograd intermediates)."""
+    return _AllPairsInfoNCE.apply(F.normalize(x), F.normalize(y), temperature, block)
 
 
 class Projector(nn.Sequential):

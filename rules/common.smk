@@ -5,11 +5,9 @@ import sys
 
 import yaml
 
+# importing recrepro sets the runtime defaults every job inherits (recrepro/runtime.py): no network request when
+# litellm is imported, DGL's backend, sleeping OpenMP threads
 from recrepro.workflow_config import check_config, load_schema
-
-# litellm must not fetch its cost map over the network on import (any rule may import it)
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("DGLBACKEND", "pytorch")
 
 # `--config key=value` values arrive as strings: coerce them to the schema's types, fill in the defaults, and
 # report every problem by its key

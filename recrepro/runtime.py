@@ -1,0 +1,50 @@
+"""The CPU runtime of every job: how many threads torch, DGL and OpenMP use, idle threads that sleep instead of
+spinning, and a heap that keeps freed memory for reuse.
+
+- ``OMP_WAIT_POLICY=PASSIVE``: OpenMP worker threads sleep when idle. With the default policy they spin, and on a
+  busy machine (Snakemake running jobs side by side, a shared server) spinning threads steal the cores the other
+  jobs need: ``benchmarks/thread_policy.py`` measures the difference.
+- Thread counts come from the job (``--threads``, which the workflow sets from each rule's ``threads``) and apply
+  to torch, MKL and both OpenMP runtimes (torch's and DGL's).
+- glibc returns large freed blocks to the system at once, so every training step pays page faults to get them
+  back; keeping them (no mmap for large blocks, no trimming) removes that cost.
+
+Environment variables are defaults: a value the user set wins.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def configure_environment() -> None:
+    """Defaults that must be in place before torch, DGL or LiteLLM are imported."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network request on import
+    os.environ.setdefault("DGLBACKEND", "pytorch")  # no backend guess, no config file written on first import
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory in the process (no-op elsewhere, or if RECREPRO_MALLOC=system)."""
+    if not sys.platform.startswith("linux") or os.environ.get("RECREPRO_MALLOC") == "system":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(_M_MMAP_MAX, 0)
+    libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+
+
+def set_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads in torch, MKL and OpenMP (call before heavy imports for OpenMP to see it)."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    if "dgl" in sys.modules:
+        sys.modules["dgl"].utils.set_num_threads(threads)
