@@ -51,14 +51,14 @@ def measure(
     from recrepro.data.canonical import load_canonical
     from recrepro.data.cards import load_card
     from recrepro.inputs import load_extra
-    from recrepro.paths import canonical_dir, resources_dir
+    from recrepro.paths import canonical_dir, llm_dir
     from recrepro.trainer import train_run
 
     sections = parse_overrides(overrides)
     sections["train"].update(max_epochs=epochs, test_step=10**9, patience=10**9)
     config = resolve_config(method, dataset, device=device, overrides=sections)
     data = load_canonical(canonical_dir(dataset), load_card(dataset))
-    loader = partial(load_extra, text_dir=resources_dir() / "llm" / dataset)
+    loader = partial(load_extra, text_dir=llm_dir(dataset))
     if text_dims:
         text = synthetic_text(data, *text_dims)
         loader = partial(lambda name, d, real: text if name == "text" else real(name, d), real=loader)

@@ -31,13 +31,13 @@ def measure(method: str, dataset: str, steps: int, text: str | None, top: int) -
     from recrepro.config import resolve_config
     from recrepro.data.canonical import load_canonical
     from recrepro.inputs import load_extra
-    from recrepro.paths import canonical_dir, resources_dir
+    from recrepro.paths import canonical_dir, llm_dir
     from recrepro.sampling import NegativeSampler
     from recrepro.trainer import build_model
 
     config = resolve_config(method, dataset)
     data = load_canonical(canonical_dir(dataset))
-    text_dir = text or str(resources_dir() / "llm" / dataset)
+    text_dir = text or str(llm_dir(dataset))
     model = build_model(config, data, torch.device("cpu"), partial(load_extra, text_dir=text_dir))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     sampler = NegativeSampler(data)

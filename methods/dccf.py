@@ -13,6 +13,8 @@ The output is the sum over layers 0..L. Loss: BPR + reg x ||all parameters||^2 +
 InfoNCE (for users and for positive items of the batch, de-duplicated: g vs c, g vs a, g vs b, per layer, each
 contrasting within the set); quirk kept: the item terms are also divided by the number of unique users.
 No edge dropout, no independence regulariser.
+
+``DCCF`` is also a backbone for the add-ons; its four views are named in :mod:`recrepro.components`.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from recrepro.components import GRAPH, GRAPH_AUGMENTED, INTENT, INTENT_AUGMENTED
 from recrepro.graph import InteractionGraph
-from recrepro.method import Encoded, GraphEncoderMethod, MethodParams
+from recrepro.method import Backbone, Encoded, MethodParams, graph_method
 from recrepro.nn import info_nce, intent_aware, weighted_propagate
-from recrepro.registry import register_method
+from recrepro.registry import register
 
 
 class DCCFEncoder(nn.Module):
@@ -60,7 +63,7 @@ class DCCFEncoder(nn.Module):
         graph = self.graph
         layer = self.initial() if initial is None else initial
         inputs, total = [], layer
-        views: dict[str, list[torch.Tensor]] = {"gnn": [], "int": [], "gaa": [], "iaa": []}
+        views: dict[str, list[torch.Tensor]] = {GRAPH: [], INTENT: [], GRAPH_AUGMENTED: [], INTENT_AUGMENTED: []}
         for _ in range(self.layers):
             inputs.append(layer)
             gnn = graph.propagate(layer)
@@ -76,13 +79,13 @@ class DCCFEncoder(nn.Module):
     def auxiliary_terms(self, encoded: Encoded, users: torch.Tensor, pos: torch.Tensor) -> dict[str, torch.Tensor]:
         """DCCF's contrastive loss over the batch's unique users and unique positive items."""
         users, items = torch.unique(users), torch.unique(pos) + self.graph.n_users
-        views, t = encoded.views, self.cl_temperature
+        t = self.cl_temperature
         total = encoded.nodes.new_zeros(())
-        for layer in range(len(views["gnn"])):
+        for layer, graph_view in enumerate(encoded.view(GRAPH)):
             for nodes in (users, items):
-                anchor = views["gnn"][layer][nodes]
-                for name in ("int", "gaa", "iaa"):
-                    other = views[name][layer][nodes]
+                anchor = graph_view[nodes]
+                for name in (INTENT, GRAPH_AUGMENTED, INTENT_AUGMENTED):
+                    other = encoded.view(name)[layer][nodes]
                     total = total + info_nce(anchor, other, other, t) / len(users)
         return {"cl": self.cl_weight * total}
 
@@ -96,16 +99,7 @@ class DCCFParams(MethodParams):
     cl_temperature: float = Field(0.1, gt=0)
 
 
-DCCF_REFERENCE = {
-    "amazon": {"layers": 2, "reg_weight": 1e-4},
-    "yelp": {"layers": 2, "reg_weight": 1e-4},
-    "steam": {"layers": 3, "reg_weight": 1e-3},
-    "movie": {"layers": 3, "reg_weight": 1e-3},
-}
-
-
 def dccf_search_space(trial) -> dict:
-    """Search space of the DCCF encoder's hyperparameters (shared by the add-ons on DCCF)."""
     return {
         "model.layers": trial.suggest_int("layers", 1, 3),
         "model.reg_weight": trial.suggest_float("reg_weight", 1e-6, 1e-2, log=True),
@@ -115,16 +109,23 @@ def dccf_search_space(trial) -> dict:
     }
 
 
-def build_dccf_encoder(method: GraphEncoderMethod) -> DCCFEncoder:
-    p = method.params
-    return DCCFEncoder(method.inputs.graph, p.embedding_size, p.layers, p.intents, p.cl_weight, p.cl_temperature)
+DCCF = Backbone(
+    name="dccf",
+    params=DCCFParams,
+    encoder=lambda graph, p: DCCFEncoder(graph, p.embedding_size, p.layers, p.intents, p.cl_weight, p.cl_temperature),
+    reference={
+        "amazon": {"layers": 2, "reg_weight": 1e-4},
+        "yelp": {"layers": 2, "reg_weight": 1e-4},
+        "steam": {"layers": 3, "reg_weight": 1e-3},
+        "movie": {"layers": 3, "reg_weight": 1e-3},
+    },
+    search_space=dccf_search_space,
+    views=(GRAPH, INTENT, GRAPH_AUGMENTED, INTENT_AUGMENTED),
+)
 
-
-@register_method("dccf")
-class DCCF(GraphEncoderMethod):
-    """DCCF: disentangled intents with adaptive graph and intent augmentation, six-term contrastive loss."""
-
-    Params = DCCFParams
-    reference = DCCF_REFERENCE
-    build_encoder = build_dccf_encoder
-    search_space = staticmethod(dccf_search_space)
+register(
+    "dccf",
+    graph_method(
+        DCCF, doc="DCCF: disentangled intents with adaptive graph and intent augmentation, six-term contrastive loss."
+    ),
+)

@@ -6,6 +6,8 @@
   ``keep_rate``, with no rescaling and no re-normalisation, redrawn at every forward pass.
 - Loss: mean BPR (softplus of negative minus positive score) plus ``reg_weight`` times the squared L2 norm of
   **all** parameters (whole tables, not only the batch rows).
+
+``LIGHTGCN`` is also the backbone the add-ons (RLMRec-Con, RLMRec-Gen, IRLLRec) are put on.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pydantic import Field
 from torch import nn
 
 from recrepro.graph import InteractionGraph
-from recrepro.method import Encoded, GraphEncoderMethod, MethodParams
-from recrepro.registry import register_method
+from recrepro.method import Backbone, Encoded, MethodParams, graph_method
+from recrepro.registry import register
 
 
 class LightGCNEncoder(nn.Module):
@@ -53,7 +55,6 @@ class LightGCNParams(MethodParams):
 
 
 def lightgcn_search_space(trial) -> dict:
-    """Search space of the LightGCN encoder's hyperparameters (shared by the add-ons on LightGCN)."""
     return {
         "model.layers": trial.suggest_int("layers", 1, 4),
         "model.reg_weight": trial.suggest_float("reg_weight", 1e-8, 1e-3, log=True),
@@ -62,17 +63,12 @@ def lightgcn_search_space(trial) -> dict:
     }
 
 
-def build_lightgcn_encoder(method: GraphEncoderMethod) -> LightGCNEncoder:
-    """The LightGCN encoder of a method whose parameters extend :class:`LightGCNParams`."""
-    p = method.params
-    return LightGCNEncoder(method.inputs.graph, p.embedding_size, p.layers, p.keep_rate)
+LIGHTGCN = Backbone(
+    name="lightgcn",
+    params=LightGCNParams,
+    encoder=lambda graph, p: LightGCNEncoder(graph, p.embedding_size, p.layers, p.keep_rate),
+    reference={name: {"layers": 3} for name in ("amazon", "yelp", "movie")} | {"steam": {"layers": 2}},
+    search_space=lightgcn_search_space,
+)
 
-
-@register_method("lightgcn")
-class LightGCN(GraphEncoderMethod):
-    """LightGCN: linear graph propagation of ID embeddings, BPR loss."""
-
-    Params = LightGCNParams
-    reference = {name: {"layers": 3} for name in ("amazon", "yelp", "movie")} | {"steam": {"layers": 2}}
-    build_encoder = build_lightgcn_encoder
-    search_space = staticmethod(lightgcn_search_space)
+register("lightgcn", graph_method(LIGHTGCN, doc="LightGCN: linear graph propagation of ID embeddings, BPR loss."))

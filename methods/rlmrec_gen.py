@@ -1,4 +1,4 @@
-"""RLMRec-Gen (Ren et al., WWW 2024) on the LightGCN and DCCF encoders, as in the reference's
+"""RLMRec-Gen (Ren et al., WWW 2024) on the LightGCN and DCCF backbones, as in the reference's
 ``lightgcn_gene.py`` and ``dccf_gene.py``.
 
 Every step, max(floor(N x mask_ratio), 1) nodes (users and items jointly, uniformly without replacement) have
@@ -15,42 +15,49 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from methods.dccf import DCCF_REFERENCE, DCCFParams, build_dccf_encoder, dccf_search_space
-from methods.lightgcn import LightGCNParams, build_lightgcn_encoder, lightgcn_search_space
-from recrepro.method import GraphEncoderMethod
-from recrepro.nn import Projector, ssl_con_loss, text_tensors
-from recrepro.registry import register_method
+from methods.dccf import DCCF
+from methods.lightgcn import LIGHTGCN
+from recrepro.components import text_tensors
+from recrepro.method import AddOn, MethodParams, graph_method
+from recrepro.nn import Projector, ssl_con_loss
+from recrepro.registry import register
 
 
-class _ProfileReconstructed(GraphEncoderMethod):
-    """Any encoder + RLMRec-Gen's masked profile reconstruction."""
+class RLMRecGen(AddOn):
+    """Masked reconstruction of LLM profile embeddings from the final representations."""
 
     requires = ("text",)
 
-    def __init__(self, inputs, params) -> None:
-        super().__init__(inputs, params)
-        user_profile, item_profile = text_tensors(inputs, "profile")
-        self.register_buffer("profiles", torch.cat([user_profile, item_profile]), persistent=False)
-        self.mask_token = nn.Parameter(torch.zeros(1, params.embedding_size))
-        self.reconstructor = Projector(params.embedding_size, self.profiles.shape[1])
+    class Params(MethodParams):
+        mask_ratio: float = Field(0.1, gt=0, lt=1)
+        recon_weight: float = Field(0.1, ge=0)
+        re_temperature: float = Field(0.2, gt=0)
 
-    def encode_for_training(self):
-        initial = self.encoder.initial()
+    def __init__(self, method) -> None:
+        super().__init__(method)
+        self.params = method.params
+        user_profile, item_profile = text_tensors(method.inputs, "profile")
+        self.register_buffer("profiles", torch.cat([user_profile, item_profile]), persistent=False)
+        self.mask_token = nn.Parameter(torch.zeros(1, method.params.embedding_size))
+        self.reconstructor = Projector(method.params.embedding_size, self.profiles.shape[1])
+
+    def encode(self, encoder):
+        initial = encoder.initial()
         n_masked = max(int(initial.shape[0] * self.params.mask_ratio), 1)
         seeds = torch.randperm(initial.shape[0], device=initial.device)[:n_masked]
         keep = torch.ones(initial.shape[0], 1, device=initial.device)
         keep[seeds] = 0
         masked = initial * keep + self.mask_token * (1 - keep)
-        return self.encoder(masked), {"seeds": seeds}
+        return encoder(masked), {"seeds": seeds}
 
-    def extra_terms(self, encoded, state, users, pos, neg):
+    def terms(self, encoded, state, users, pos, neg):
         seeds = state["seeds"]
         reconstructed = self.reconstructor(encoded.nodes[seeds])
         loss = ssl_con_loss(reconstructed, self.profiles[seeds], self.params.re_temperature)
         return {"recon": self.params.recon_weight * loss}
 
     @staticmethod
-    def recon_search_space(trial) -> dict:
+    def search_space(trial) -> dict:
         return {
             "model.mask_ratio": trial.suggest_float("mask_ratio", 0.02, 0.3, log=True),
             "model.recon_weight": trial.suggest_float("recon_weight", 1e-3, 1.0, log=True),
@@ -58,48 +65,34 @@ class _ProfileReconstructed(GraphEncoderMethod):
         }
 
 
-@register_method("lightgcn-rlmrec-gen")
-class LightGCNRLMRecGen(_ProfileReconstructed):
-    """LightGCN + RLMRec-Gen: masked reconstruction of LLM profile embeddings."""
+register(
+    "lightgcn-rlmrec-gen",
+    graph_method(
+        LIGHTGCN,
+        RLMRecGen,
+        doc="LightGCN + RLMRec-Gen: masked reconstruction of LLM profile embeddings.",
+        defaults={"layers": 3, "reg_weight": 1e-7},
+        reference={
+            "amazon": {"layers": 2, "mask_ratio": 0.15, "recon_weight": 0.1, "re_temperature": 0.5},
+            "yelp": {"layers": 2, "mask_ratio": 0.05, "recon_weight": 0.01, "re_temperature": 0.1},
+            "steam": {"layers": 2, "reg_weight": 1e-6, "mask_ratio": 0.15, "recon_weight": 0.1, "re_temperature": 0.5},
+            "movie": {"layers": 3, "reg_weight": 1e-6, "mask_ratio": 0.15, "recon_weight": 0.05, "re_temperature": 0.2},
+        },
+    ),
+)
 
-    class Params(LightGCNParams):
-        layers: int = 3
-        reg_weight: float = 1e-7
-        mask_ratio: float = Field(0.1, gt=0, lt=1)
-        recon_weight: float = Field(0.1, ge=0)
-        re_temperature: float = Field(0.2, gt=0)
-
-    reference = {
-        "amazon": {"layers": 2, "mask_ratio": 0.15, "recon_weight": 0.1, "re_temperature": 0.5},
-        "yelp": {"layers": 2, "mask_ratio": 0.05, "recon_weight": 0.01, "re_temperature": 0.1},
-        "steam": {"layers": 2, "reg_weight": 1e-6, "mask_ratio": 0.15, "recon_weight": 0.1, "re_temperature": 0.5},
-        "movie": {"layers": 3, "reg_weight": 1e-6, "mask_ratio": 0.15, "recon_weight": 0.05, "re_temperature": 0.2},
-    }
-
-    build_encoder = build_lightgcn_encoder
-
-    @staticmethod
-    def search_space(trial) -> dict:
-        return lightgcn_search_space(trial) | _ProfileReconstructed.recon_search_space(trial)
-
-
-@register_method("dccf-rlmrec-gen")
-class DCCFRLMRecGen(_ProfileReconstructed):
-    """DCCF + RLMRec-Gen: masked reconstruction of LLM profile embeddings."""
-
-    class Params(DCCFParams):
-        mask_ratio: float = Field(0.1, gt=0, lt=1)
-        recon_weight: float = Field(0.1, ge=0)
-        re_temperature: float = Field(0.5, gt=0)
-
-    reference = {
-        "amazon": {**DCCF_REFERENCE["amazon"], "mask_ratio": 0.05, "recon_weight": 0.1, "re_temperature": 0.2},
-        "yelp": {**DCCF_REFERENCE["yelp"], "mask_ratio": 0.05, "recon_weight": 0.01, "re_temperature": 0.1},
-        "steam": {**DCCF_REFERENCE["steam"], "mask_ratio": 0.1, "recon_weight": 0.01, "re_temperature": 0.2},
-        "movie": {**DCCF_REFERENCE["movie"], "mask_ratio": 0.1, "recon_weight": 0.01, "re_temperature": 0.2},
-    }
-    build_encoder = build_dccf_encoder
-
-    @staticmethod
-    def search_space(trial) -> dict:
-        return dccf_search_space(trial) | _ProfileReconstructed.recon_search_space(trial)
+register(
+    "dccf-rlmrec-gen",
+    graph_method(
+        DCCF,
+        RLMRecGen,
+        doc="DCCF + RLMRec-Gen: masked reconstruction of LLM profile embeddings.",
+        defaults={"re_temperature": 0.5},
+        reference={
+            "amazon": {**DCCF.reference["amazon"], "mask_ratio": 0.05, "recon_weight": 0.1, "re_temperature": 0.2},
+            "yelp": {**DCCF.reference["yelp"], "mask_ratio": 0.05, "recon_weight": 0.01, "re_temperature": 0.1},
+            "steam": {**DCCF.reference["steam"], "mask_ratio": 0.1, "recon_weight": 0.01, "re_temperature": 0.2},
+            "movie": {**DCCF.reference["movie"], "mask_ratio": 0.1, "recon_weight": 0.01, "re_temperature": 0.2},
+        },
+    ),
+)

@@ -21,6 +21,7 @@ import numpy as np
 
 import recrepro  # noqa: F401  (sets runtime defaults before heavy imports)
 from recrepro import paths
+from recrepro.atomic import write_text
 from recrepro.runtime import set_threads
 
 log = logging.getLogger("recrepro")
@@ -36,7 +37,7 @@ def _dataset(args: argparse.Namespace):
 
 
 def _text_dir(args: argparse.Namespace) -> Path:
-    return Path(args.text) if args.text else paths.resources_dir() / "llm" / args.dataset
+    return Path(args.text) if args.text else paths.llm_dir(args.dataset)
 
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
@@ -50,7 +51,7 @@ def _cmd_fetch(args: argparse.Namespace) -> None:
     dest = Path(args.dest or (paths.raw_dir(card.name) / "text" if args.text else paths.raw_dir(card.name)))
     verified = [fetch_file(spec, dest, card.name, mirror=args.mirror, retries=args.retries) for spec in files]
     manifest = {path.name: spec.sha256 for path, spec in zip(verified, files)}
-    (dest / "verified.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    write_text(dest / "verified.json", json.dumps(manifest, indent=1) + "\n")
     print(f"verified {len(verified)} file(s) of {card.name} in {dest}")
 
 
@@ -81,7 +82,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     _, data = _dataset(args)
     for deviation in config.deviations:
         log.info("deviation: %s", deviation)
-    out = Path(args.out or f"results/runs/{args.dataset}/{args.variant or args.method}/seed{args.seed}.json")
+    out = Path(args.out) if args.out else paths.run_record(args.dataset, args.variant or args.method, args.seed)
     checkpoint = out.with_suffix(".ckpt") if args.resume else None
     outcome = train_run(
         config, data, checkpoint=checkpoint, extras_loader=partial(load_extra, text_dir=_text_dir(args))
@@ -121,7 +122,7 @@ def _cmd_llm(args: argparse.Namespace) -> None:
     from recrepro.llm.stage import run_embeddings, run_text_step
 
     card, data = _dataset(args)
-    out = Path(args.out or paths.resources_dir() / "llm" / args.dataset)
+    out = Path(args.out or paths.llm_dir(args.dataset))
     raw_text = Path(args.raw_text or paths.raw_dir(args.dataset) / "text")
     settings, max_failure_fraction, use_shipped_cache = _llm_options(args)
     if args.step == "embeddings":
@@ -204,7 +205,7 @@ def _cmd_stand_in_text(args: argparse.Namespace) -> None:
     from recrepro.reference_io import write_stand_in_stage
 
     _, data = _dataset(args)
-    out = Path(args.out or paths.resources_dir() / "stand-in" / args.dataset)
+    out = Path(args.out or paths.stand_in_dir(args.dataset))
     manifest = write_stand_in_stage(data, out)
     print(f"wrote stand-in text of {data.name} to {out} (sha256 {manifest['checksums']['embeddings.npz']})")
 
@@ -287,10 +288,7 @@ def _cmd_regression(args: argparse.Namespace) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text(path, text)
     print(f"wrote {path}")
 
 
@@ -341,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", help="canonical dataset folder (default resources/datasets/<dataset>)")
     p.add_argument("--text", help="LLM-stage folder with embeddings.npz (default resources/llm/<dataset>)")
-    p.add_argument("--out", help="run record path (default results/runs/<dataset>/<variant>/seed<seed>.json)")
+    p.add_argument("--out", help="run record path (default <repo>/results/runs/<dataset>/<variant>/seed<seed>.json)")
     p.add_argument("--resume", action="store_true", help="checkpoint at every validation and resume from it")
     p.add_argument("--variant", help="name of this configuration in tables (default: the method name)")
     p.add_argument("--params", help="tuning result (best.yaml) whose hyperparameters to use; --set still wins")

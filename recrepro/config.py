@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
+from recrepro.method import MethodParams
 from recrepro.metrics import CUTOFFS, SELECTION, metric_names
 from recrepro.registry import get_method
 
@@ -65,12 +66,8 @@ class RunConfig(BaseModel):
     device: str = "cpu"
     preset: str = "faithful"
     train: TrainParams
-    model: dict[str, Any]
+    model: SerializeAsAny[MethodParams]  # an instance of the method's own Params, validated once
     deviations: tuple[str, ...] = ()
-
-    def model_params(self):
-        """The method's typed hyperparameters."""
-        return get_method(self.method).Params(**self.model)
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -122,7 +119,7 @@ def resolve_config(
         raise ConfigError(f"{method} has no preset {preset!r}; presets: {['faithful', *cls.presets]}")
 
     model_ref = {**cls.reference.get(dataset, {})}
-    train_ref = {**cls.train_defaults, **cls.train_reference.get(dataset, {})}
+    train_ref = dict(cls.train_defaults)
     preset_values = cls.presets.get(preset, {})
     model_reference = _validated(cls.Params, model_ref, f"{method} model")
     train_reference = _validated(TrainParams, train_ref, "train")
@@ -145,6 +142,6 @@ def resolve_config(
         device=device,
         preset=preset,
         train=train,
-        model=model.model_dump(),
+        model=model,
         deviations=tuple(deviations),
     )

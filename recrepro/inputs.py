@@ -14,8 +14,24 @@ from typing import Any
 import numpy as np
 
 from recrepro.data.canonical import DatasetError, InteractionData
+from recrepro.data.cards import DatasetCard
 
 LOADERS: dict[str, Callable[..., Any]] = {}
+
+
+def reads_llm_stage(requires: tuple[str, ...], card: DatasetCard) -> bool:
+    """Whether a method with side inputs ``requires`` reads the LLM stage's outputs on this dataset: its text, or
+    the item-attribute knowledge graph built from them when the dataset has no curated one."""
+    return "text" in requires or ("kg" in requires and card.knowledge_graph is None)
+
+
+def unavailable(requires: tuple[str, ...], card: DatasetCard) -> str | None:
+    """Why a method with side inputs ``requires`` cannot run on this dataset (None if it can)."""
+    if "text" in requires and not card.text.available:
+        return f"it needs LLM text and {card.name} has no text source ({card.text.reason.strip()})"
+    if "kg" in requires and card.knowledge_graph is None and not card.text.available:
+        return f"it needs a knowledge graph and {card.name} has neither one nor a text source to build one from"
+    return None
 
 
 def side_input(name: str) -> Callable:

@@ -1,9 +1,10 @@
 """What a method is: a ``torch.nn.Module`` with typed hyperparameters, reference defaults and a search space.
 
-A method lives in one file under ``methods/``::
+A standalone method lives in one file under ``methods/``::
 
     @register_method("mymethod")
     class MyMethod(Method):
+        requires = ("kg",)                   # side inputs it reads (recrepro.inputs)
         class Params(MethodParams):          # hyperparameters; defaults = the reference's top-level config
             layers: int = 3
         reference = {"amazon": {"layers": 2}}  # the reference's per-dataset values (faithful mode)
@@ -16,20 +17,25 @@ A method lives in one file under ``methods/``::
         @staticmethod
         def search_space(trial) -> dict: ...                        # {"model.x": ..., "train.lr": ...}
 
-The trainer never needs to change when a method is added.
+Methods made of a graph encoder and loss terms are composed instead: a :class:`Backbone` (LightGCN, DCCF) plus
+an :class:`AddOn` (RLMRec-Con, RLMRec-Gen, IRLLRec), combined by :func:`graph_method`. The trainer never needs
+to change when a method, a backbone or an add-on is added.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, create_model
+from pydantic.fields import FieldInfo
 from torch import nn
 
 from recrepro.data.canonical import InteractionData
 from recrepro.graph import InteractionGraph
+from recrepro.nn import bpr_loss, l2_all_parameters
 
 
 class MethodParams(BaseModel):
@@ -58,11 +64,10 @@ class Method(nn.Module):
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[MethodParams]] = MethodParams
-    reference: ClassVar[dict[str, dict[str, Any]]] = {}
+    reference: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     train_defaults: ClassVar[dict[str, Any]] = {}
-    train_reference: ClassVar[dict[str, dict[str, Any]]] = {}
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}  # preset -> dataset (or "*") -> values
-    requires: ClassVar[tuple[str, ...]] = ()
+    requires: ClassVar[tuple[str, ...]] = ()  # side inputs it reads (recrepro.inputs)
     known_deviations: ClassVar[tuple[str, ...]] = ()  # always-present differences from the reference code
     top_level_notes: ClassVar[tuple[str, ...]] = ()  # notes for datasets the reference has no config block for
 
@@ -80,6 +85,9 @@ class Method(nn.Module):
         """Final (user, item) representations for full ranking; scores are their inner products."""
         raise NotImplementedError
 
+    def before_step(self) -> None:
+        """Called by the trainer before each training step's loss (IRLLRec updates its momentum teacher here)."""
+
     @staticmethod
     def search_space(trial: Any) -> dict[str, Any]:
         """Sample hyperparameters from an Optuna trial: ``{"model.<field>": v, "train.<field>": v}``."""
@@ -92,47 +100,145 @@ class Encoded:
 
     nodes: torch.Tensor  # final representations, [N, d]
     layer_inputs: list[torch.Tensor]  # E^(0), ..., E^(L-1): the input of every propagation layer
-    views: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # per-layer auxiliary views, if any
+    views: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # per-layer named views, if any
+
+    def view(self, name: str) -> list[torch.Tensor]:
+        """The per-layer view ``name``; a clear error if neither the encoder nor an add-on produced it."""
+        if name not in self.views:
+            raise KeyError(f"the encoder produced no {name!r} view (it has {sorted(self.views)})")
+        return self.views[name]
 
 
-class GraphEncoderMethod(Method):
-    """A method made of a graph encoder (``self.encoder``) plus loss terms; scores are inner products.
+@dataclass(frozen=True)
+class Backbone:
+    """A graph encoder that add-ons can be put on.
 
-    The training loss is BPR + ``reg_weight`` x (squared L2 norm of every parameter) + the encoder's own
-    auxiliary terms + :meth:`extra_terms`. Add-on methods (RLMRec, IRLLRec) subclass this once and are
-    registered for each encoder they support.
+    ``encoder(graph, params)`` builds the ``nn.Module`` whose ``forward(initial=None)`` returns :class:`Encoded`
+    and whose ``auxiliary_terms(encoded, users, pos)`` returns its own loss terms; ``params`` are its
+    hyperparameters with the reference's top-level values, ``reference`` its per-dataset values.
     """
 
-    def build_encoder(self) -> nn.Module:
+    name: str
+    params: type[MethodParams]
+    encoder: Callable[[InteractionGraph, Any], nn.Module]
+    reference: Mapping[str, Mapping[str, Any]]
+    search_space: Callable[[Any], dict[str, Any]]
+    views: tuple[str, ...] = ()  # the named per-layer views its Encoded carries
+
+
+class AddOn(nn.Module):
+    """Loss terms put on a backbone's training loss (RLMRec-Con, RLMRec-Gen, IRLLRec).
+
+    Subclasses declare their hyperparameters (``Params``), the side inputs they read (``requires``) and their
+    search space, and build their parts in ``__init__(method)``.
+    """
+
+    Params: ClassVar[type[MethodParams]] = MethodParams
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, method: GraphMethod) -> None:
+        super().__init__()
+
+    def encode(self, encoder: nn.Module) -> tuple[Encoded, dict[str, Any]]:
+        """The training forward pass, and any state :meth:`terms` needs (RLMRec-Gen masks nodes here)."""
+        return encoder(), {}
+
+    def terms(
+        self, encoded: Encoded, state: dict[str, Any], users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Weighted loss terms (already multiplied by their weights)."""
         raise NotImplementedError
+
+    def before_step(self) -> None:
+        """Called before each training step's loss."""
+
+    @staticmethod
+    def search_space(trial: Any) -> dict[str, Any]:
+        return {}
+
+
+class GraphMethod(Method):
+    """A backbone's encoder trained with BPR + ``reg_weight`` x (squared L2 norm of every parameter) + the
+    encoder's own terms + an add-on's terms; scores are inner products of the final representations."""
+
+    backbone: ClassVar[Backbone]
+    addon_class: ClassVar[type[AddOn] | None] = None
 
     def __init__(self, inputs: MethodInputs, params: MethodParams) -> None:
         super().__init__(inputs, params)
-        self.encoder = self.build_encoder()
-
-    def encode_for_training(self) -> tuple[Encoded, dict[str, Any]]:
-        """The training forward pass, and any state the extra terms need (e.g. masked nodes)."""
-        return self.encoder(), {}
-
-    def extra_terms(
-        self, encoded: Encoded, state: dict[str, Any], users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """Weighted loss terms of an add-on (already multiplied by their weights)."""
-        return {}
+        self.encoder = self.backbone.encoder(inputs.graph, params)
+        self.addon = self.addon_class(self) if self.addon_class is not None else None
 
     def loss(self, users, pos, neg):
-        from recrepro.nn import bpr_loss, l2_all_parameters
-
-        encoded, state = self.encode_for_training()
+        encoded, state = self.addon.encode(self.encoder) if self.addon is not None else (self.encoder(), {})
         user_emb, item_emb = self.inputs.graph.split(encoded.nodes)
         terms = {
             "bpr": bpr_loss(user_emb[users], item_emb[pos], item_emb[neg]),
             "reg": self.params.reg_weight * l2_all_parameters(self),
         }
         terms.update(self.encoder.auxiliary_terms(encoded, users, pos))
-        terms.update(self.extra_terms(encoded, state, users, pos, neg))
+        if self.addon is not None:
+            terms.update(self.addon.terms(encoded, state, users, pos, neg))
         terms["loss"] = sum(terms.values())
         return terms
 
+    def before_step(self) -> None:
+        if self.addon is not None:
+            self.addon.before_step()
+
     def embeddings(self):
         return self.inputs.graph.split(self.encoder().nodes)
+
+
+def _with_defaults(base: type[MethodParams], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Field definitions that change only the defaults of ``base``'s fields (their constraints are kept)."""
+    fields = {}
+    for name, value in defaults.items():
+        if name not in base.model_fields:
+            raise ValueError(f"{base.__name__} has no hyperparameter {name!r} to give a default")
+        info = base.model_fields[name]
+        fields[name] = (info.annotation, FieldInfo.merge_field_infos(info, default=value))
+    return fields
+
+
+def graph_method(
+    backbone: Backbone,
+    addon: type[AddOn] | None = None,
+    *,
+    doc: str,
+    defaults: Mapping[str, Any] | None = None,
+    reference: Mapping[str, Mapping[str, Any]] | None = None,
+    presets: dict[str, dict[str, dict[str, Any]]] | None = None,
+    notes: tuple[str, ...] = (),
+) -> type[GraphMethod]:
+    """The method ``backbone`` (+ ``addon``), to be registered with :func:`recrepro.registry.register`.
+
+    Args:
+        doc: one line saying what the method is (``recrepro list`` shows it).
+        defaults: the reference's top-level values for this combination, where they differ from the parts'.
+        reference: the reference's per-dataset values (default: the backbone's).
+        presets: named alternatives to the reference values, e.g. ``{"paper": {"*": {...}}}``.
+        notes: deviations to name for datasets the reference has no config block for.
+    """
+    bases = (addon.Params, backbone.params) if addon is not None else (backbone.params,)
+    merged = create_model(f"{backbone.params.__name__}", __base__=bases) if len(bases) > 1 else bases[0]
+    params = create_model(merged.__name__, __base__=merged, **_with_defaults(merged, defaults)) if defaults else merged
+
+    def search_space(trial: Any) -> dict[str, Any]:
+        return backbone.search_space(trial) | (addon.search_space(trial) if addon is not None else {})
+
+    return type(
+        f"{backbone.name}+{addon.__name__}" if addon is not None else backbone.name,
+        (GraphMethod,),
+        {
+            "__doc__": doc,
+            "Params": params,
+            "backbone": backbone,
+            "addon_class": addon,
+            "reference": backbone.reference if reference is None else reference,
+            "presets": presets or {},
+            "requires": addon.requires if addon is not None else (),
+            "top_level_notes": notes,
+            "search_space": staticmethod(search_space),
+        },
+    )

@@ -1,5 +1,6 @@
-"""Where the project keeps things: cards in ``datasets/``, fetched and converted data in ``resources/``
-(both can be moved with environment variables)."""
+"""Where the project keeps things: cards in ``datasets/``, fetched and converted data in ``resources/``, results in
+``results/``, all under the repository root by default (each can be moved with an environment variable). The
+workflow passes explicit paths under its working directory instead."""
 
 from __future__ import annotations
 
@@ -17,6 +18,26 @@ def cards_dir() -> Path:
 def resources_dir() -> Path:
     """Root of fetched and converted data (``$RECREPRO_RESOURCES`` or ``<repo>/resources``)."""
     return Path(os.environ.get("RECREPRO_RESOURCES", REPO_ROOT / "resources"))
+
+
+def results_dir() -> Path:
+    """Root of run records and tables written by the command line (``$RECREPRO_RESULTS`` or ``<repo>/results``)."""
+    return Path(os.environ.get("RECREPRO_RESULTS", REPO_ROOT / "results"))
+
+
+def run_record(dataset: str, variant: str, seed: int) -> Path:
+    """Default path of one run's record."""
+    return results_dir() / "runs" / dataset / variant / f"seed{seed}.json"
+
+
+def llm_dir(dataset: str) -> Path:
+    """Folder of one dataset's LLM-stage outputs (texts, embeddings, manifest, response cache)."""
+    return resources_dir() / "llm" / dataset
+
+
+def stand_in_dir(dataset: str) -> Path:
+    """Folder of one dataset's stand-in text embeddings (implementation checks)."""
+    return resources_dir() / "stand-in" / dataset
 
 
 def raw_dir(dataset: str) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from recrepro.atomic import write_text
 from recrepro.tables import METRIC_COLUMNS, short_metric
 
 
@@ -25,8 +26,7 @@ def write_expected(path: Path, records: list[dict], tolerance: float) -> None:
         "note": "refresh on purpose with: recrepro regression update <runs> --expected <this file>",
         "runs": collect(records),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+    write_text(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
 
 def check(records: list[dict], expected_path: Path) -> tuple[bool, str]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from recrepro.atomic import atomic_write
 from recrepro.provenance import provenance
-from recrepro.trainer import RunOutcome
+
+if TYPE_CHECKING:
+    from recrepro.trainer import RunOutcome
 
 
 def per_user_path(record_path: Path) -> Path:
@@ -17,20 +20,17 @@ def per_user_path(record_path: Path) -> Path:
 
 
 def write_run(outcome: RunOutcome, path: Path) -> None:
-    """Write the run record (with provenance and history) and its per-user metrics, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the run record (with provenance and history) and its per-user metrics, each atomically."""
     arrays: dict[str, np.ndarray] = {"val_users": outcome.val.users}
     arrays.update({f"val_{name}": values for name, values in outcome.val.per_user.items()})
     if outcome.test is not None:
         arrays["test_users"] = outcome.test.users
         arrays.update({f"test_{name}": values for name, values in outcome.test.per_user.items()})
-    users_tmp = path.with_suffix(".users.tmp.npz")
-    np.savez_compressed(users_tmp, **arrays)
-    users_tmp.replace(per_user_path(path))
+    with atomic_write(per_user_path(path), binary=True) as handle:
+        np.savez_compressed(handle, **arrays)
     record = {**outcome.record, "history": outcome.history, "provenance": provenance()}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=_jsonable) + "\n")
-    tmp.replace(path)
+    with atomic_write(path) as handle:
+        handle.write(json.dumps(record, indent=1, default=_jsonable) + "\n")
 
 
 def _jsonable(value: Any) -> Any:
@@ -39,10 +39,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def read_run(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
 
 
 def read_per_user(path: Path, part: str = "test") -> tuple[np.ndarray, dict[str, np.ndarray]]:

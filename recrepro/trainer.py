@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import random
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from recrepro.config import RunConfig
+from recrepro.atomic import atomic_write
+from recrepro.config import RunConfig, TrainParams
 from recrepro.data.canonical import InteractionData
 from recrepro.evaluation import EvalResult, Evaluator
 from recrepro.graph import DGL_CUDA_INSTALL, InteractionGraph, dgl_has_cuda
@@ -93,32 +95,61 @@ def build_model(
             raise TrainingError(f"{config.method} needs input {name!r} but no loader for side inputs was given")
         extras[name] = extras_loader(name, data)
     inputs = MethodInputs(data=data, graph=InteractionGraph(data, device), device=device, extras=extras)
-    return cls(inputs, config.model_params()).to(device)
+    return cls(inputs, config.model).to(device)
+
+
+@dataclass
+class LoopState:
+    """Where training stands; saved in checkpoints (plain values and tensors only)."""
+
+    epoch: int = 0  # epochs done
+    best_metric: float = -math.inf
+    best_epoch: int = -1
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_validations: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    stopped_early: bool = False
 
 
 class _Checkpoint:
-    """Resumable training state, saved at every validation."""
+    """Resumable training state (model, optimizer, random streams, loop), saved at every validation."""
 
     def __init__(self, path: Path | None, config: RunConfig) -> None:
         self.path = path
         self.key = config.model_dump_json()
 
-    def load(self) -> dict[str, Any] | None:
+    def restore(self, model: Method, optimizer: torch.optim.Optimizer, rng: np.random.Generator) -> LoopState | None:
+        """Load a checkpoint of this configuration into the objects; None if there is none."""
         if self.path is None or not self.path.is_file():
             return None
-        state = torch.load(self.path, weights_only=True)
-        if state.get("config") != self.key:
+        saved = torch.load(self.path, weights_only=True)
+        if saved.get("config") != self.key:
             log.warning("ignoring checkpoint %s: it was written for another configuration", self.path)
             return None
-        return state
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        rng.bit_generator.state = saved["numpy_rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        if saved["cuda_rng"]:
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        return LoopState(**saved["loop"])
 
-    def save(self, state: dict[str, Any]) -> None:
+    def save(self, model: Method, optimizer: torch.optim.Optimizer, rng: np.random.Generator, state: LoopState):
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        torch.save({**state, "config": self.key}, tmp)
-        tmp.replace(self.path)
+        payload = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "numpy_rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "loop": asdict(state),
+            "config": self.key,
+        }
+        with atomic_write(self.path, binary=True) as handle:
+            torch.save(payload, handle)
 
 
 def _train_epoch(
@@ -126,7 +157,7 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     sampler: NegativeSampler,
     rng: np.random.Generator,
-    tp,
+    tp: TrainParams,
     device: torch.device,
     where: str,
 ) -> dict[str, float]:
@@ -140,6 +171,7 @@ def _train_epoch(
     n_batches = 0
     for begin in range(0, stop, tp.batch_size):
         idx = order[begin : begin + tp.batch_size]
+        model.before_step()
         terms = model.loss(users[idx].to(device), items[idx].to(device), negatives[idx].to(device))
         if not torch.isfinite(terms["loss"]):
             raise TrainingError(
@@ -152,6 +184,69 @@ def _train_epoch(
             sums[name] = sums.get(name, 0) + value.detach()
         n_batches += 1
     return {name: float(total) / max(n_batches, 1) for name, total in sums.items()}
+
+
+@torch.no_grad()
+def _evaluate(model: Method, evaluator: Evaluator) -> EvalResult:
+    """Full-ranking metrics of the model's current representations (no autograd graph is built)."""
+    model.eval()
+    return evaluator.evaluate(*model.embeddings())
+
+
+def _validate(
+    model: Method, evaluator: Evaluator, state: LoopState, epoch: int, losses: dict[str, float], tp: TrainParams
+) -> float:
+    """Evaluate on validation, keep the best state (strict improvement) and count validations without one."""
+    start = time.perf_counter()
+    result = _evaluate(model, evaluator)
+    state.eval_seconds += time.perf_counter() - start
+    metric = result[tp.select_metric]
+    improved = metric > state.best_metric
+    if improved:
+        state.best_metric, state.best_epoch, state.bad_validations = metric, epoch, 0
+        state.best_state = copy.deepcopy(model.state_dict())
+    else:
+        state.bad_validations += 1
+    state.history.append({"epoch": epoch, "losses": losses, "val": result.means})
+    log.info(
+        "epoch %d  loss %.5f  val %s %.5f%s",
+        epoch,
+        losses.get("loss", float("nan")),
+        tp.select_metric,
+        metric,
+        "  (best)" if improved else "",
+    )
+    return metric
+
+
+def _record(
+    config: RunConfig, data: InteractionData, model: Method, state: LoopState, val: EvalResult, test: EvalResult | None
+) -> dict[str, Any]:
+    """The run record: configuration, inputs, metrics, training facts and costs."""
+    extras = model.inputs.extras
+    epochs = max(state.epoch, 1)
+    return {
+        "method": config.method,
+        "dataset": config.dataset,
+        "seed": config.seed,
+        "preset": config.preset,
+        "config": config.model_dump(mode="json"),
+        "deviations": list(config.deviations) + [v.deviation for v in extras.values() if getattr(v, "deviation", None)],
+        "side_inputs": {name: value.describe() for name, value in extras.items()},
+        "dataset_sha256": data.checksum,
+        "inputs": {"dataset_sha256": data.checksum, **{name: value.fingerprint() for name, value in extras.items()}},
+        "metrics": {"val": val.means, **({"test": test.means} if test else {})},
+        "n_eval_users": {"val": len(val.users), **({"test": len(test.users)} if test else {})},
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "stopped_early": state.stopped_early,
+        "seconds_per_epoch": state.train_seconds / epochs,
+        "seconds_per_validation": state.eval_seconds / max(len(state.history), 1),
+        "train_seconds": state.train_seconds,
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "device": str(model.inputs.device),
+        **peak_memory_mb(model.inputs.device),
+    }
 
 
 def train_run(
@@ -178,126 +273,40 @@ def train_run(
     rng = np.random.default_rng(config.seed)
     tp = config.train
     model = build_model(config, data, device, extras_loader)
-    side_inputs = {name: value.describe() for name, value in model.inputs.extras.items()}
-    deviations = list(config.deviations) + [
-        value.deviation for value in model.inputs.extras.values() if getattr(value, "deviation", None)
-    ]
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
     sampler = NegativeSampler(data)
     val_eval = Evaluator(data.train_csr, data.csr("val"), tp.ks, tp.eval_batch_size, device)
-
-    state = {
-        "epoch": 0,
-        "best_metric": -np.inf,
-        "best_epoch": -1,
-        "best_state": None,
-        "bad_validations": 0,
-        "history": [],
-        "train_seconds": 0.0,
-        "eval_seconds": 0.0,
-        "epochs_run": 0,
-    }
     ckpt = _Checkpoint(checkpoint, config)
-    if (saved := ckpt.load()) is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        rng.bit_generator.state = saved["numpy_rng"]
-        torch.set_rng_state(saved["torch_rng"])
-        if saved["cuda_rng"]:
-            torch.cuda.set_rng_state_all(saved["cuda_rng"])
-        state = saved["loop"]
-        log.info("resumed %s from %s at epoch %d", config.method, checkpoint, state["epoch"])
+    state = ckpt.restore(model, optimizer, rng) or LoopState()
+    if state.epoch:
+        log.info("resumed %s from %s at epoch %d", config.method, checkpoint, state.epoch)
 
-    bar = progress_bar(tp.max_epochs, f"{config.method}/{config.dataset}", "epoch", progress, initial=state["epoch"])
-    stopped_early = False
-    for epoch in range(state["epoch"], tp.max_epochs):
+    bar = progress_bar(tp.max_epochs, f"{config.method}/{config.dataset}", "epoch", progress, initial=state.epoch)
+    for epoch in range(state.epoch, tp.max_epochs):
         start = time.perf_counter()
         losses = _train_epoch(model, optimizer, sampler, rng, tp, device, f"{config.method}, epoch {epoch}")
-        state["train_seconds"] += time.perf_counter() - start
-        state["epochs_run"] = epoch + 1
-        state["epoch"] = epoch + 1
+        state.train_seconds += time.perf_counter() - start
+        state.epoch = epoch + 1
         bar.update(1)
         bar.set_postfix(
-            loss=f"{losses.get('loss', float('nan')):.4f}", best=f"{max(state['best_metric'], 0):.4f}", refresh=False
+            loss=f"{losses.get('loss', math.nan):.4f}", best=f"{max(state.best_metric, 0):.4f}", refresh=False
         )
-
         if epoch % tp.test_step != 0:
             continue
-        start = time.perf_counter()
-        model.eval()
-        with torch.no_grad():
-            result = val_eval.evaluate(*model.embeddings())
-        state["eval_seconds"] += time.perf_counter() - start
-        metric = result[tp.select_metric]
-        improved = metric > state["best_metric"]
-        if improved:
-            state.update(
-                best_metric=metric,
-                best_epoch=epoch,
-                bad_validations=0,
-                best_state=copy.deepcopy(model.state_dict()),
-                best_val=result.means,
-            )
-        else:
-            state["bad_validations"] += 1
-        state["history"].append({"epoch": epoch, "losses": losses, "val": result.means})
-        log.info(
-            "epoch %d  loss %.5f  val %s %.5f%s",
-            epoch,
-            losses.get("loss", float("nan")),
-            tp.select_metric,
-            metric,
-            "  (best)" if improved else "",
-        )
-        ckpt.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "numpy_rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-                "loop": state,
-            }
-        )
+        metric = _validate(model, val_eval, state, epoch, losses, tp)
+        state.stopped_early = state.bad_validations >= tp.patience
+        ckpt.save(model, optimizer, rng, state)
         if on_validation is not None:
             on_validation(epoch, metric)
-        if state["bad_validations"] >= tp.patience:
-            stopped_early = True
+        if state.stopped_early:
             break
     bar.close()
 
-    model.load_state_dict(state["best_state"])
-    model.eval()
-    best_val = val_eval.evaluate(*model.embeddings())
-    test_result = None
-    if evaluate_test:
-        test_eval = Evaluator(data.train_csr, data.csr("test"), tp.ks, tp.eval_batch_size, device)
-        with torch.no_grad():
-            test_result = test_eval.evaluate(*model.embeddings())
-    n_validations = len(state["history"])
-    record = {
-        "method": config.method,
-        "dataset": config.dataset,
-        "seed": config.seed,
-        "preset": config.preset,
-        "config": config.model_dump(mode="json"),
-        "deviations": deviations,
-        "side_inputs": side_inputs,
-        "dataset_sha256": data.checksum,
-        "inputs": {
-            "dataset_sha256": data.checksum,
-            **{name: value.fingerprint() for name, value in model.inputs.extras.items()},
-        },
-        "metrics": {"val": best_val.means, **({"test": test_result.means} if test_result else {})},
-        "n_eval_users": {"val": len(best_val.users), **({"test": len(test_result.users)} if test_result else {})},
-        "best_epoch": state["best_epoch"],
-        "epochs_run": state["epochs_run"],
-        "stopped_early": stopped_early,
-        "seconds_per_epoch": state["train_seconds"] / max(state["epochs_run"], 1),
-        "seconds_per_validation": state["eval_seconds"] / max(n_validations, 1),
-        "train_seconds": state["train_seconds"],
-        "n_parameters": sum(p.numel() for p in model.parameters()),
-        "device": str(device),
-        **peak_memory_mb(device),
-    }
-    return RunOutcome(record=record, val=best_val, test=test_result, history=state["history"])
+    model.load_state_dict(state.best_state)
+    best_val = _evaluate(model, val_eval)
+    test = None
+    if evaluate_test:  # the test set, once
+        test = _evaluate(model, Evaluator(data.train_csr, data.csr("test"), tp.ks, tp.eval_batch_size, device))
+    return RunOutcome(
+        record=_record(config, data, model, state, best_val, test), val=best_val, test=test, history=state.history
+    )

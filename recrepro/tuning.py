@@ -33,6 +33,7 @@ from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from recrepro.atomic import atomic_write, write_text
 from recrepro.config import ConfigError, resolve_config
 from recrepro.data.canonical import InteractionData
 from recrepro.registry import get_method
@@ -120,10 +121,8 @@ class _SamplerState:
                 self.sampler = pickle.load(fh)
 
     def save(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(self.sampler, fh)
-        tmp.replace(self.path)
+        with atomic_write(self.path, binary=True) as handle:
+            pickle.dump(self.sampler, handle)
 
 
 def _host() -> str:
@@ -291,10 +290,7 @@ def export_best(
 
 
 def write_best(path: Path, summary: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(summary, sort_keys=False))
-    tmp.replace(path)
+    write_text(path, yaml.safe_dump(summary, sort_keys=False))
 
 
 def read_best_summary(path: Path) -> dict[str, Any]:
@@ -311,5 +307,4 @@ def read_best(path: Path) -> dict[str, Any]:
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1) + "\n")
+    write_text(path, json.dumps(payload, indent=1) + "\n")

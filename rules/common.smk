@@ -7,6 +7,9 @@ import yaml
 
 # importing recrepro sets the runtime defaults every job inherits (recrepro/runtime.py): no network request when
 # litellm is imported, DGL's backend, sleeping OpenMP threads
+from recrepro.data.cards import load_card
+from recrepro.inputs import reads_llm_stage, unavailable
+from recrepro.registry import declared_requirements
 from recrepro.workflow_config import check_config, load_schema
 
 # `--config key=value` values arrive as strings: coerce them to the schema's types, fill in the defaults, and
@@ -17,6 +20,18 @@ config.update(_checked)
 
 # Jobs run `python -m recrepro` in the active environment (the project's venv, or the conda environment made
 # from environment.yml, which every rule names as its software environment).
+# Where each stage writes, under the workflow's working directory: every rule and input function uses these
+RAW = "resources/raw/{dataset}"
+DATA = "resources/datasets/{dataset}"
+LLM = "resources/llm/{dataset}"
+STAND_IN = "resources/stand-in/{dataset}"
+
+
+def stage(pattern, dataset, *names):
+    """A path under one of the stage folders above, for one dataset."""
+    return os.path.join(pattern.format(dataset=dataset), *names)
+
+
 DATASETS = config["datasets"]
 SEEDS = config["seeds"]
 TABLE2 = config["variants"]
@@ -99,11 +114,14 @@ def params_option(wildcards):
     return shell_words("--params", _best_yaml(wildcards)) if config["tune"] else ""
 
 
+METHOD_REQUIRES = declared_requirements()  # read from methods/ without importing them (no torch here)
+
+
 def _requires(method):
     """The side inputs a method declares."""
-    from recrepro.registry import get_method
-
-    return get_method(method).requires
+    if method not in METHOD_REQUIRES:
+        raise ValueError(f"unknown method {method!r}; methods: {', '.join(sorted(METHOD_REQUIRES))}")
+    return METHOD_REQUIRES[method]
 
 
 def _method_requires(variant):
@@ -112,14 +130,7 @@ def _method_requires(variant):
 
 def _skip_reason(variant, dataset):
     """Why ``variant`` cannot run on ``dataset`` (None if it can)."""
-    from recrepro.data.cards import load_card
-
-    card, requires = load_card(dataset), _method_requires(variant)
-    if "text" in requires and not card.text.available:
-        return f"it needs LLM text and {dataset} has no text source ({card.text.reason.strip()})"
-    if "kg" in requires and card.knowledge_graph is None and not card.text.available:
-        return f"it needs a knowledge graph and {dataset} has neither one nor a text source to build one from"
-    return None
+    return unavailable(_method_requires(variant), load_card(dataset))
 
 
 def _runnable_pairs():
@@ -139,32 +150,26 @@ RUNNABLE = _runnable_pairs()
 
 def llm_inputs(wildcards):
     """The prepared dataset, and a released text source when the dataset's card names one."""
-    from recrepro.data.cards import load_card
-
-    inputs = {"data": f"resources/datasets/{wildcards.dataset}/meta.json"}
+    inputs = {"data": stage(DATA, wildcards.dataset, "meta.json")}
     if load_card(wildcards.dataset).text.files:
-        inputs["released"] = f"resources/raw/{wildcards.dataset}/text/verified.json"
+        inputs["released"] = stage(RAW, wildcards.dataset, "text", "verified.json")
     return inputs
 
 
 def raw_text_dir(wildcards):
-    return f"resources/raw/{wildcards.dataset}/text"
+    return stage(RAW, wildcards.dataset, "text")
 
 
 def needs_text(wildcards):
     """Whether a training job reads the LLM stage's outputs."""
-    requires = _method_requires(wildcards.variant)
-    from recrepro.data.cards import load_card
-
-    card = load_card(wildcards.dataset)
-    return "text" in requires or ("kg" in requires and card.knowledge_graph is None)
+    return reads_llm_stage(_method_requires(wildcards.variant), load_card(wildcards.dataset))
 
 
 def data_inputs(wildcards):
     """The prepared dataset, and the LLM stage's manifest for methods that read text."""
-    inputs = {"data": f"resources/datasets/{wildcards.dataset}/meta.json"}
+    inputs = {"data": stage(DATA, wildcards.dataset, "meta.json")}
     if needs_text(wildcards):
-        inputs["text"] = f"resources/llm/{wildcards.dataset}/manifest.json"
+        inputs["text"] = stage(LLM, wildcards.dataset, "manifest.json")
     return inputs
 
 
@@ -173,7 +178,7 @@ def train_inputs(wildcards):
 
 
 def text_option(wildcards):
-    return shell_words("--text", f"resources/llm/{wildcards.dataset}") if needs_text(wildcards) else ""
+    return shell_words("--text", stage(LLM, wildcards.dataset)) if needs_text(wildcards) else ""
 
 
 def run_records(variants):
@@ -212,7 +217,7 @@ def all_variants(wildcards=None):
 
 
 def dataset_dirs(wildcards=None):
-    return [f"resources/datasets/{dataset}" for dataset in DATASETS]
+    return [stage(DATA, dataset) for dataset in DATASETS]
 
 
 def llm_settings(wildcards=None):
@@ -223,7 +228,7 @@ def llm_settings(wildcards=None):
 # ---------------------------------------------------------------------------- fidelity matrix (rules/fidelity.smk)
 
 FIDELITY = yaml.safe_load(open(os.path.join(workflow.basedir, "config", "fidelity.yaml")))
-FIDELITY_TEXT = {"llm": "resources/llm/{dataset}", "stand-in": "resources/stand-in/{dataset}"}
+FIDELITY_TEXT = {"llm": LLM, "stand-in": STAND_IN}
 
 
 def fidelity_variant(wildcards):
@@ -233,16 +238,16 @@ def fidelity_variant(wildcards):
 def fidelity_text_dir(wildcards):
     """The text folder a fidelity run reads, or None for a method that reads no text."""
     spec = FIDELITY["datasets"][wildcards.dataset]
-    if "text" not in _requires(fidelity_variant(wildcards)["method"]):
+    if not reads_llm_stage(_requires(fidelity_variant(wildcards)["method"]), load_card(wildcards.dataset)):
         return None
-    return FIDELITY_TEXT[spec["text"]].format(dataset=wildcards.dataset)
+    return stage(FIDELITY_TEXT[spec["text"]], wildcards.dataset)
 
 
 def fidelity_inputs(wildcards):
-    inputs = {"data": f"resources/datasets/{wildcards.dataset}/meta.json"}
+    inputs = {"data": stage(DATA, wildcards.dataset, "meta.json")}
     text = fidelity_text_dir(wildcards)
     if text:
-        inputs["text"] = f"{text}/manifest.json"
+        inputs["text"] = os.path.join(text, "manifest.json")
     return inputs
 
 

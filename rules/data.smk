@@ -1,6 +1,6 @@
 rule fetch:
     output:
-        "resources/raw/{dataset}/verified.json",
+        f"{RAW}/verified.json",
     params:
         mirror=mirror_option,
         dest=subpath(output[0], parent=True),
@@ -16,9 +16,9 @@ rule fetch:
 
 rule prepare:
     input:
-        "resources/raw/{dataset}/verified.json",
+        f"{RAW}/verified.json",
     output:
-        "resources/datasets/{dataset}/meta.json",
+        f"{DATA}/meta.json",
     params:
         raw=subpath(input[0], parent=True),
         out=subpath(output[0], parent=True),
@@ -34,7 +34,7 @@ rule prepare:
 
 rule fetch_text:
     output:
-        "resources/raw/{dataset}/text/verified.json",
+        f"{RAW}/text/verified.json",
     params:
         mirror=mirror_option,
         dest=subpath(output[0], parent=True),

@@ -3,9 +3,9 @@
 # Committed run records are kept (ancient): `--forcerun fidelity_run` reruns them.
 rule stand_in_text:
     input:
-        "resources/datasets/{dataset}/meta.json",
+        f"{DATA}/meta.json",
     output:
-        "resources/stand-in/{dataset}/manifest.json",
+        f"{STAND_IN}/manifest.json",
     params:
         data=subpath(input[0], parent=True),
         out=subpath(output[0], parent=True),

@@ -2,9 +2,9 @@ rule llm_profiles:
     input:
         unpack(llm_inputs),
     output:
-        "resources/llm/{dataset}/item_profiles.jsonl",
-        "resources/llm/{dataset}/user_profiles.jsonl",
-        "resources/llm/{dataset}/profiles.report.json",
+        f"{LLM}/item_profiles.jsonl",
+        f"{LLM}/user_profiles.jsonl",
+        f"{LLM}/profiles.report.json",
     params:
         data=subpath(input.data, parent=True),
         out=subpath(output[0], parent=True),
@@ -27,11 +27,11 @@ rule llm_profiles:
 rule llm_intents:
     input:
         unpack(llm_inputs),
-        profiles=expand("resources/llm/{{dataset}}/{kind}_profiles.jsonl", kind=("item", "user")),
+        profiles=expand(f"{LLM}/{{kind}}_profiles.jsonl", kind=("item", "user"), allow_missing=True),
     output:
-        "resources/llm/{dataset}/item_intents.jsonl",
-        "resources/llm/{dataset}/user_intents.jsonl",
-        "resources/llm/{dataset}/intents.report.json",
+        f"{LLM}/item_intents.jsonl",
+        f"{LLM}/user_intents.jsonl",
+        f"{LLM}/intents.report.json",
     params:
         data=subpath(input.data, parent=True),
         out=subpath(output[0], parent=True),
@@ -54,11 +54,11 @@ rule llm_intents:
 rule llm_embeddings:
     input:
         unpack(llm_inputs),
-        texts=expand("resources/llm/{{dataset}}/{kind}_{step}.jsonl", kind=("item", "user"),
-                     step=("profiles", "intents")),
+        texts=expand(f"{LLM}/{{kind}}_{{step}}.jsonl", kind=("item", "user"),
+                     step=("profiles", "intents"), allow_missing=True),
     output:
-        "resources/llm/{dataset}/embeddings.npz",
-        "resources/llm/{dataset}/manifest.json",
+        f"{LLM}/embeddings.npz",
+        f"{LLM}/manifest.json",
     params:
         data=subpath(input.data, parent=True),
         out=subpath(output[0], parent=True),

@@ -1,6 +1,6 @@
 rule table1:
     input:
-        expand("resources/datasets/{dataset}/meta.json", dataset=DATASETS),
+        expand(f"{DATA}/meta.json", dataset=DATASETS),
     output:
         "results/table1.md",
     log:
@@ -45,7 +45,7 @@ rule efficiency:
 rule sparsity:
     input:
         runs=table2_runs,
-        data=expand("resources/datasets/{dataset}/meta.json", dataset=DATASETS),
+        data=expand(f"{DATA}/meta.json", dataset=DATASETS),
     output:
         table="results/sparsity.md",
         plot="results/sparsity.png",

@@ -247,7 +247,7 @@ def tiny_movielens(folder: Path, n_users: int = 6, n_items: int = 8) -> tuple[In
             "format": "movielens_recbole",
             "files": [{"path": "x.whl", "pypi": "x==1", "sha256": "0" * 64}],
             "conversion": "c",
-            "conversion_params": {"min_rating": 4},
+            "conversion_params": {"min_rating": 4, "max_disliked_rating": 2},
             "stats": stats,
             "text": {"available": True, "reason": "test"},
         }

@@ -69,7 +69,7 @@ def make(method, toy, preset="faithful", **model):
 
 
 def teacher_parameters(model):
-    teacher = getattr(model, "teacher", None)
+    teacher = getattr(model.addon, "teacher", None) if getattr(model, "addon", None) is not None else None
     return {id(p) for p in teacher.parameters()} if teacher is not None else set()
 
 
@@ -146,7 +146,7 @@ def test_each_irllrec_ablation_switch_removes_its_term(toy, switch, removed):
     expected = dict(full)
     expected.pop(removed)
     if removed == "translation":  # the matching term loses its translation share too
-        expected["itm"] -= config.model["itm_weight"] * 0.4 * full["translation"]
+        expected["itm"] -= config.model.itm_weight * 0.4 * full["translation"]
     expected["loss"] = sum(v for k, v in expected.items() if k != "loss")
     assert ablated == pytest.approx(expected, rel=1e-6, abs=1e-12)
 
@@ -180,7 +180,8 @@ def test_info_nce_matches_the_reference_formula_in_value_and_gradient():
 
 
 def test_text_alignment_with_repeated_items_equals_the_reference_formula():
-    from recrepro.nn import TextAlignment, info_nce
+    from recrepro.components import TextAlignment
+    from recrepro.nn import info_nce
 
     torch.manual_seed(0)
     users_text, items_text = torch.randn(20, 12, dtype=torch.float64), torch.randn(15, 12, dtype=torch.float64)

@@ -107,10 +107,7 @@ def runs(tmp_path, monkeypatch):
 
 def check_golden(name: str, text: str) -> None:
     path = GOLDEN / name
-    if not path.exists():
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text)
-        pytest.fail(f"golden file {path} was missing and has been written: review it, commit it, rerun")
+    assert path.exists(), f"golden file {path} is missing: review the table this test makes and commit it there"
     assert text == path.read_text(), f"{name} differs from its golden file {path}"
 
 
@@ -132,7 +129,8 @@ def test_table2_marks_best_and_second_and_significance(runs):
     assert addon_row.count("**") == 2 * len(METRICS) * 2  # best in every column
     assert "<u>" in next(line for line in text.splitlines() if "| Base" in line)
     improvement = next(line for line in text.splitlines() if line.startswith("| G +Addon"))
-    assert "†*" in improvement or "*" in improvement
+    # the add-on is better for every seed and most users: both tests are significant in every column
+    assert improvement.count("†*") == len(METRICS) * 2
     assert "model.x=1 (reference 2)" in text and "3 trials per method" in text
 
 

@@ -54,8 +54,12 @@ def test_search_space_samples_valid_configurations(method):
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(15):
         trial = study.ask()
-        config = resolve_config(method, "toy", overrides=sample_overrides(method, trial))
-        assert config.model and config.train.lr > 0
+        overrides = sample_overrides(method, trial)
+        config = resolve_config(method, "toy", overrides=overrides)
+        for name, value in overrides["model"].items():  # every sampled value reaches the run's configuration
+            assert getattr(config.model, name) == value
+        for name, value in overrides["train"].items():
+            assert getattr(config.train, name) == value
         study.tell(trial, 0.0)
 
 
@@ -69,7 +73,7 @@ def test_reference_values_lie_inside_the_search_space(method):
         params = {}
         for key, name in name_of.items():
             section, _, field = key.partition(".")
-            value = getattr(faithful.train, field) if section == "train" else faithful.model[field]
+            value = getattr(faithful.train, field) if section == "train" else getattr(faithful.model, field)
             distribution = recorder.distributions[name]
             assert distribution._contains(distribution.to_internal_repr(value)), f"{dataset}: {key}={value} outside"
             params[name] = value

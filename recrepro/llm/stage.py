@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from recrepro.atomic import atomic_write, write_text
 from recrepro.data.canonical import InteractionData
 from recrepro.data.cards import DatasetCard
 from recrepro.data.fetch import sha256_file
@@ -47,12 +48,6 @@ class TextStageFailed(RuntimeError):
 
 def output_name(kind: str, step: str) -> str:
     return f"{kind}_{step}.jsonl"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -102,7 +97,7 @@ def _restore_released_profiles(contexts: TextContexts, data: InteractionData, st
             }
             for i, p in enumerate(profiles)
         ]
-        _atomic_write(stage_dir / output_name(kind, "profiles"), "".join(json.dumps(row) + "\n" for row in rows))
+        write_text(stage_dir / output_name(kind, "profiles"), "".join(json.dumps(row) + "\n" for row in rows))
     report = {
         "step": "profiles",
         "dataset": data.name,
@@ -114,7 +109,7 @@ def _restore_released_profiles(contexts: TextContexts, data: InteractionData, st
         "prompt_versions": {},
         "leakage_note": LEAKAGE_NOTE,
     }
-    _atomic_write(stage_dir / "profiles.report.json", json.dumps(report, indent=1) + "\n")
+    write_text(stage_dir / "profiles.report.json", json.dumps(report, indent=1) + "\n")
     return report
 
 
@@ -169,8 +164,8 @@ def run_text_step(
             for result, request in zip(results, requests)
             if request.entity.startswith(f"{kind}:")
         ]
-        _atomic_write(stage_dir / output_name(kind, step), "".join(json.dumps(row) + "\n" for row in rows))
-    _atomic_write(stage_dir / f"{step}.report.json", json.dumps(report, indent=1) + "\n")
+        write_text(stage_dir / output_name(kind, step), "".join(json.dumps(row) + "\n" for row in rows))
+    write_text(stage_dir / f"{step}.report.json", json.dumps(report, indent=1) + "\n")
     log.info(
         "%s: %d entities, %d calls, %d cached, %d failed, $%.4f",
         step,
@@ -235,9 +230,8 @@ def run_embeddings(
         start += len(rows[key])
     if released is not None:
         arrays["user_profile"], arrays["item_profile"] = released.user_embeddings, released.item_embeddings
-    tmp = stage_dir / "embeddings.tmp.npz"
-    np.savez(tmp, **arrays)
-    tmp.replace(stage_dir / "embeddings.npz")
+    with atomic_write(stage_dir / "embeddings.npz", binary=True) as handle:
+        np.savez(handle, **arrays)
 
     reports = {step: json.loads((stage_dir / f"{step}.report.json").read_text()) for step in STEPS}
     files = [*EMBEDDING_KEYS.values(), "embeddings.npz"]
@@ -260,7 +254,7 @@ def run_embeddings(
         "settings": settings.model_dump(),  # names the key's environment variable, never the key
         "checksums": {name: sha256_file(stage_dir / name) for name in files},
     }
-    _atomic_write(stage_dir / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    write_text(stage_dir / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 
