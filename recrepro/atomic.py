@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -37,3 +38,10 @@ def write_text(path: Path | str, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_write(path) as handle:
         handle.write(text)
+
+
+def write_jsonl(path: Path | str, rows: Iterable[dict]) -> None:
+    """Write one JSON object per line to ``path`` atomically."""
+    with atomic_write(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")

@@ -42,14 +42,14 @@ def _text_dir(args: argparse.Namespace) -> Path:
 
 def _cmd_fetch(args: argparse.Namespace) -> None:
     from recrepro.data.cards import load_card
-    from recrepro.data.fetch import fetch_file
+    from recrepro.data.fetch import fetch_files
 
     card = load_card(args.dataset)
     files = card.text.files if args.text else card.files
     if args.text and not files:
         raise ValueError(f"{card.name} has no text source to fetch ({card.text.reason.strip()})")
     dest = Path(args.dest or (paths.raw_dir(card.name) / "text" if args.text else paths.raw_dir(card.name)))
-    verified = [fetch_file(spec, dest, card.name, mirror=args.mirror, retries=args.retries) for spec in files]
+    verified = fetch_files(files, dest, card.name, mirror=args.mirror, retries=args.retries)
     manifest = {path.name: spec.sha256 for path, spec in zip(verified, files)}
     write_text(dest / "verified.json", json.dumps(manifest, indent=1) + "\n")
     print(f"verified {len(verified)} file(s) of {card.name} in {dest}")
@@ -72,7 +72,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     overrides, tuning = parse_overrides(args.set), None
     if args.params:
-        from recrepro.tuning import merge_overrides, read_best_summary
+        from recrepro.config import merge_overrides, read_best_summary
 
         tuning = read_best_summary(Path(args.params))
         overrides = merge_overrides(tuning.pop("overrides"), overrides)
@@ -159,7 +159,7 @@ def _cmd_llm_export(args: argparse.Namespace) -> None:
 
 def _cmd_tune(args: argparse.Namespace) -> None:
     from recrepro import tuning
-    from recrepro.config import parse_overrides
+    from recrepro.config import merge_overrides, parse_overrides
     from recrepro.inputs import load_extra
 
     settings = tuning.TuningSettings(
@@ -175,9 +175,7 @@ def _cmd_tune(args: argparse.Namespace) -> None:
         )
     elif args.step == "worker":
         _, data = _dataset(args)
-        trial_overrides = tuning.merge_overrides(
-            base, {"train": {"max_epochs": args.max_epochs}} if args.max_epochs else {}
-        )
+        trial_overrides = merge_overrides(base, {"train": {"max_epochs": args.max_epochs}} if args.max_epochs else {})
         summary = tuning.run_worker(
             args.variant,
             args.method,

@@ -7,6 +7,7 @@ Every resolved value that differs from the reference for that dataset is recorde
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -145,3 +146,21 @@ def resolve_config(
         model=model,
         deviations=tuple(deviations),
     )
+
+
+def merge_overrides(*layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Later layers win, key by key within each section."""
+    out: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for layer in layers:
+        for section, values in layer.items():
+            out.setdefault(section, {}).update(values)
+    return out
+
+
+def read_best_summary(path: Path) -> dict[str, Any]:
+    """A tuning result (``best.yaml``, written by :func:`recrepro.tuning.write_best`): study, best trial, budget
+    and the tuned ``overrides``."""
+    summary = yaml.safe_load(Path(path).read_text())
+    if not isinstance(summary, dict) or "overrides" not in summary:
+        raise ConfigError(f"{path} is not a tuning result (no 'overrides')")
+    return summary

@@ -51,7 +51,7 @@ class InteractionGraph:
     def n_edges(self) -> int:
         return self.graph.num_edges()
 
-    def drop_edges(self, keep_rate: float, generator: torch.Generator | None = None) -> dgl.DGLGraph:
+    def drop_edges(self, keep_rate: float) -> dgl.DGLGraph:
         """A copy of the graph keeping each directed edge independently with probability ``keep_rate``.
 
         Used with :meth:`propagate` this reproduces the reference's edge dropout: entries of the normalised
@@ -59,7 +59,7 @@ class InteractionGraph:
         """
         if keep_rate >= 1.0:
             return self.graph
-        keep = torch.rand(self.n_edges, generator=generator, device=self.device) < keep_rate
+        keep = torch.rand(self.n_edges, device=self.device) < keep_rate
         return dgl.edge_subgraph(self.graph, keep.nonzero().squeeze(1), relabel_nodes=False, store_ids=False)
 
     def propagate(self, features: torch.Tensor, graph: dgl.DGLGraph | None = None) -> torch.Tensor:

@@ -7,6 +7,7 @@ MEASURES = ("recall", "ndcg")
 CUTOFFS = (5, 10, 20)  # the reference's test.k
 SELECTION = "recall@20"  # the reference selects on recall at its largest cut-off
 _SHORT = {"recall": "R", "ndcg": "N"}
+_LONG = {"recall": "Recall", "ndcg": "NDCG"}
 
 
 def metric_name(measure: str, k: int) -> str:
@@ -32,6 +33,12 @@ def short_metric(metric: str) -> str:
     """``"recall@20"`` -> ``"R@20"`` (table headers)."""
     measure, k = parse_metric(metric)
     return f"{_SHORT[measure]}@{k}"
+
+
+def long_metric(metric: str) -> str:
+    """``"recall@20"`` -> ``"Recall@20"`` (prose)."""
+    measure, k = parse_metric(metric)
+    return f"{_LONG[measure]}@{k}"
 
 
 HEADLINE = tuple(metric_name(measure, max(CUTOFFS)) for measure in MEASURES)  # R@20 and N@20

@@ -8,13 +8,13 @@ from pathlib import Path
 from tabulate import tabulate
 
 from recrepro.atomic import write_text
-from recrepro.tables import METRIC_COLUMNS, short_metric
+from recrepro.metrics import metric_names, short_metric
 
 
 def collect(records: list[dict]) -> dict[str, dict[str, float]]:
     """``{"<variant>/<dataset>/seed<seed>": {metric: value}}`` of the test metrics."""
     return {
-        f"{r['variant']}/{r['dataset']}/seed{r['seed']}": {m: r["metrics"]["test"][m] for m in METRIC_COLUMNS}
+        f"{r['variant']}/{r['dataset']}/seed{r['seed']}": {m: r["metrics"]["test"][m] for m in metric_names()}
         for r in records
     }
 

@@ -17,17 +17,12 @@ import numpy as np
 from tabulate import tabulate
 
 from recrepro.data.cards import load_card
+from recrepro.metrics import HEADLINE, SELECTION, long_metric, metric_names, short_metric
 from recrepro.provenance import git_commit
 from recrepro.results import read_per_user
 from recrepro.stats import ALPHA, compare, mean_std
 
-METRIC_COLUMNS = ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20")
-SHORT = {"recall": "R", "ndcg": "N"}
-
-
-def short_metric(metric: str) -> str:
-    name, _, k = metric.partition("@")
-    return f"{SHORT.get(name, name)}@{k}"
+METRIC_COLUMNS = metric_names()
 
 
 def markdown(rows: list[list[Any]], headers: list[str]) -> str:
@@ -207,9 +202,11 @@ def footer(records: list[dict], variants: dict[str, dict], tuning: dict | None, 
     presets = sorted(
         {f"{variant_name(r['variant'], variants)}: {r['preset']}" for r in records if r["preset"] != "faithful"}
     )
+    selections = {r.get("config", {}).get("train", {}).get("select_metric", SELECTION) for r in records}
+    selection = " / ".join(sorted(map(long_metric, selections))) or long_metric(SELECTION)
     if tuning:
         budget = (
-            f"Optuna TPE on validation Recall@20, {tuning['trials']} trials per method and dataset "
+            f"Optuna TPE on validation {selection}, {tuning['trials']} trials per method and dataset "
             f"({tuning['workers']} workers, at most {tuning['max_epochs']} epochs per trial"
             + (f", {tuning['timeout_s']} s per worker" if tuning.get("timeout_s") else "")
             + "), the same budget for every method; final runs use the best trial's hyperparameters"
@@ -217,7 +214,7 @@ def footer(records: list[dict], variants: dict[str, dict], tuning: dict | None, 
     else:
         budget = "not tuned: every method uses the reference implementation's released hyperparameters (faithful)"
     lines = [
-        "Test-set metrics at the epoch with the best validation Recall@20 (the test set is evaluated once per run); "
+        f"Test-set metrics at the epoch with the best validation {selection} (the test set is evaluated once per run); "
         "full ranking over all items with only training items masked. Mean ± sample std over seeds; **bold** best, "
         "<u>underlined</u> second best per column.",
         "",
@@ -346,20 +343,21 @@ def sparsity(
     bins: dict[str, tuple[int, ...] | None],
     plot_path: Path | None = None,
 ) -> str:
-    """Recall@20 and NDCG@20 per user group and variant (mean over seeds), and a plot of them."""
+    """The headline metrics (Recall and NDCG at the largest cut-off) per user group and variant (mean over seeds),
+    and a plot of them."""
     sections, plot_data = ["# Sparsity analysis", ""], {}
     for dataset in runs.datasets:
         present = [v for v in variants if runs.get(v, dataset)]
         if not present:
             continue
-        users, _ = runs.per_user(present[0], dataset, "recall@20")
+        users, _ = runs.per_user(present[0], dataset, HEADLINE[0])
         groups = user_groups(train_counts[dataset], users, bins.get(dataset))
         headers = ["Group", "#users"] + [f"{variant_name(v, variants)} {m}" for v in present for m in ("R@20", "N@20")]
         rows = []
         for name, group in groups.items():
             row = [name, f"{int(group['mask'].sum()):,}"]
             for variant in present:
-                for metric in ("recall@20", "ndcg@20"):
+                for metric in HEADLINE:
                     _, values = runs.per_user(variant, dataset, metric)
                     value = float(values[group["mask"]].mean()) if group["mask"].any() else float("nan")
                     row.append(f"{value:.4f}")
@@ -375,7 +373,7 @@ def sparsity(
     )
     if plot_path is not None:
         _plot_sparsity(plot_data, variants, plot_path)
-        sections.append(f"\n![Recall@20 and NDCG@20 by user group]({plot_path.name})")
+        sections.append(f"\n![{' and '.join(map(long_metric, HEADLINE))} by user group]({plot_path.name})")
     return "\n".join(sections) + "\n"
 
 
@@ -389,7 +387,7 @@ def _plot_sparsity(data: dict, variants: dict[str, dict], path: Path) -> None:
     fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.6 * len(datasets)), squeeze=False)
     for row, dataset in enumerate(datasets):
         groups = data[dataset]["groups"]
-        for col, metric in enumerate(("recall@20", "ndcg@20")):
+        for col, metric in enumerate(HEADLINE):
             ax = axes[row][col]
             for variant, values in data[dataset].get(metric, {}).items():
                 ax.plot(range(len(groups)), values, marker="o", label=variant_name(variant, variants))

@@ -34,7 +34,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from recrepro.atomic import atomic_write, write_text
-from recrepro.config import ConfigError, resolve_config
+from recrepro.config import ConfigError, merge_overrides, resolve_config
 from recrepro.data.canonical import InteractionData
 from recrepro.registry import get_method
 from recrepro.trainer import ExtrasLoader, train_run
@@ -99,15 +99,6 @@ def sample_overrides(method: str, trial: optuna.Trial) -> dict[str, dict[str, An
         section, _, name = key.partition(".")
         overrides[section][name] = value
     return overrides
-
-
-def merge_overrides(*layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Later layers win, key by key within each section."""
-    out: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
-    for layer in layers:
-        for section, values in layer.items():
-            out.setdefault(section, {}).update(values)
-    return out
 
 
 class _SamplerState:
@@ -291,19 +282,6 @@ def export_best(
 
 def write_best(path: Path, summary: dict[str, Any]) -> None:
     write_text(path, yaml.safe_dump(summary, sort_keys=False))
-
-
-def read_best_summary(path: Path) -> dict[str, Any]:
-    """A tuning result written by :func:`write_best`: study, best trial, budget and ``overrides``."""
-    summary = yaml.safe_load(Path(path).read_text())
-    if not isinstance(summary, dict) or "overrides" not in summary:
-        raise ConfigError(f"{path} is not a tuning result (no 'overrides')")
-    return summary
-
-
-def read_best(path: Path) -> dict[str, Any]:
-    """Tuned overrides ``{"model": {...}, "train": {...}}`` from a file written by :func:`write_best`."""
-    return read_best_summary(path)["overrides"]
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

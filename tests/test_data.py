@@ -11,7 +11,7 @@ from helpers import FileServer, random_interactions, write_card, write_irllrec_d
 from recrepro.data.canonical import DatasetError, InteractionData, load_canonical
 from recrepro.data.cards import CardError, load_card
 from recrepro.data.convert import prepare, random_split
-from recrepro.data.fetch import ChecksumError, FetchError, fetch_dataset
+from recrepro.data.fetch import ChecksumError, FetchError, fetch_files
 from recrepro.data.safe_pickle import UnsafePickleError, safe_load
 
 
@@ -58,7 +58,7 @@ def test_http_download_resumes_after_a_dropped_connection_and_converts(toy):
     server = FileServer(files, truncate_first=True)
     with server.running():
         card = _card(tmp_path, data, sums, f"{server.url}/toy")
-        paths = fetch_dataset(card, tmp_path / "raw", backoff=0)
+        paths = fetch_files(card.files, tmp_path / "raw", card.name, backoff=0)
     assert [p.name for p in paths] == list(sums)
     resumed = [rng for _, rng in server.requests if rng]
     assert len(resumed) == 3 and all(r.startswith("bytes=") and r != "bytes=0-" for r in resumed)
@@ -73,7 +73,7 @@ def test_corrupted_download_is_detected_and_never_left_in_place(toy):
     with server.running():
         card = _card(tmp_path, data, sums, f"{server.url}/toy")
         with pytest.raises(ChecksumError, match="val_mat.pkl.*the card expects"):
-            fetch_dataset(card, tmp_path / "raw", retries=2, backoff=0)
+            fetch_files(card.files, tmp_path / "raw", card.name, retries=2, backoff=0)
     raw = tmp_path / "raw"
     assert not (raw / "val_mat.pkl").exists() and not (raw / "val_mat.pkl.part").exists()
     assert (raw / "trn_mat.pkl").exists()  # files fetched before the bad one stay, verified
@@ -85,19 +85,19 @@ def test_corrupted_download_is_detected_and_never_left_in_place(toy):
 def test_tampered_file_in_place_is_replaced(toy):
     data, sums, files, tmp_path = toy
     card = _card(tmp_path, data, sums, "http://127.0.0.1:9/unreachable")
-    fetch_dataset(card, tmp_path / "raw", mirror=str(tmp_path / "mirror"))
+    fetch_files(card.files, tmp_path / "raw", card.name, mirror=str(tmp_path / "mirror"))
     (tmp_path / "raw" / "tst_mat.pkl").write_bytes(b"tampered")
-    fetch_dataset(card, tmp_path / "raw", mirror=str(tmp_path / "mirror"))
+    fetch_files(card.files, tmp_path / "raw", card.name, mirror=str(tmp_path / "mirror"))
     assert (tmp_path / "raw" / "tst_mat.pkl").read_bytes() == files["toy/tst_mat.pkl"]
 
 
 def test_mirror_as_folder_and_as_url_prefix(toy):
     data, sums, files, tmp_path = toy
     card = _card(tmp_path, data, sums, "http://127.0.0.1:9/unreachable")
-    assert len(fetch_dataset(card, tmp_path / "raw1", mirror=str(tmp_path / "mirror"))) == 3
+    assert len(fetch_files(card.files, tmp_path / "raw1", card.name, mirror=str(tmp_path / "mirror"))) == 3
     server = FileServer(files)
     with server.running():
-        assert len(fetch_dataset(card, tmp_path / "raw2", mirror=server.url)) == 3
+        assert len(fetch_files(card.files, tmp_path / "raw2", card.name, mirror=server.url)) == 3
     assert {p for p, _ in server.requests} == set(files)
 
 
@@ -105,7 +105,7 @@ def test_offline_without_mirror_names_url_and_mirror_option(toy):
     data, sums, _, tmp_path = toy
     card = _card(tmp_path, data, sums, "http://127.0.0.1:9/toy")  # port 9: connection refused
     with pytest.raises(FetchError, match=r"http://127.0.0.1:9/toy/trn_mat.pkl.*mirror option"):
-        fetch_dataset(card, tmp_path / "raw", retries=1, backoff=0)
+        fetch_files(card.files, tmp_path / "raw", card.name, retries=1, backoff=0)
     assert not any((tmp_path / "raw").iterdir())
 
 
@@ -115,7 +115,7 @@ def test_statistics_mismatch_is_a_hard_error(toy):
     card_file.write_text(card_file.read_text().replace(f"train: {len(data.train)}", f"train: {len(data.train) + 1}"))
     load_card.cache_clear()
     card = load_card("toy", tmp_path / "cards")
-    fetch_dataset(card, tmp_path / "raw", mirror=str(tmp_path / "mirror"))
+    fetch_files(card.files, tmp_path / "raw", card.name, mirror=str(tmp_path / "mirror"))
     with pytest.raises(DatasetError, match=rf"train: card {len(data.train) + 1} vs data {len(data.train)}"):
         prepare(card, tmp_path / "raw", tmp_path / "canonical")
     assert not (tmp_path / "canonical").exists()
@@ -147,7 +147,7 @@ def test_random_split_proportions_and_determinism():
 def test_a_changed_canonical_file_is_detected(toy):
     data, sums, _, tmp_path = toy
     card = _card(tmp_path, data, sums, "http://x.invalid")
-    fetch_dataset(card, tmp_path / "raw", mirror=str(tmp_path / "mirror"))
+    fetch_files(card.files, tmp_path / "raw", card.name, mirror=str(tmp_path / "mirror"))
     prepare(card, tmp_path / "raw", tmp_path / "canonical")
     with open(tmp_path / "canonical" / "interactions.npz", "ab") as fh:
         fh.write(b"\0")
@@ -161,7 +161,7 @@ def test_a_pickle_that_is_not_a_matrix_is_refused(toy):
     (mirror / "val_mat.pkl").write_bytes(pickle.dumps(np.arange(5)))
     sums["val_mat.pkl"] = hashlib.sha256((mirror / "val_mat.pkl").read_bytes()).hexdigest()
     card = _card(tmp_path, data, sums, "http://x.invalid")
-    fetch_dataset(card, tmp_path / "raw", mirror=str(tmp_path / "mirror"))
+    fetch_files(card.files, tmp_path / "raw", card.name, mirror=str(tmp_path / "mirror"))
     with pytest.raises(DatasetError, match="expected a scipy sparse matrix, found ndarray"):
         prepare(card, tmp_path / "raw", tmp_path / "canonical")
     assert not (tmp_path / "canonical").exists()
@@ -234,7 +234,7 @@ def test_an_empty_split_is_an_error_at_prepare_time(toy, part):
     setattr(published, part, data.part(part)[:0])  # the published files hold no interaction for this part
     sums = write_irllrec_dataset(published, tmp_path / "mirror2" / "toy")
     card = _card(tmp_path, data, sums, "http://x.invalid")  # the card describes the intended, non-empty split
-    fetch_dataset(card, tmp_path / "raw", mirror=str(tmp_path / "mirror2"))
+    fetch_files(card.files, tmp_path / "raw", card.name, mirror=str(tmp_path / "mirror2"))
     with pytest.raises(DatasetError, match=rf"the {part} split\(s\) hold no interaction"):
         prepare(card, tmp_path / "raw", tmp_path / "canonical")
     assert not (tmp_path / "canonical").exists()
@@ -251,6 +251,6 @@ def test_users_without_training_data_that_the_card_does_not_declare_are_an_error
     card_file.write_text(yaml.safe_dump(card_yaml))
     load_card.cache_clear()
     card = load_card("toy", tmp_path / "cards")
-    fetch_dataset(card, tmp_path / "raw", mirror=str(tmp_path / "mirror"))
+    fetch_files(card.files, tmp_path / "raw", card.name, mirror=str(tmp_path / "mirror"))
     with pytest.raises(DatasetError, match=r"users_in_train: card \d+ vs data \d+"):
         prepare(card, tmp_path / "raw", tmp_path / "canonical")

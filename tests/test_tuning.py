@@ -10,7 +10,7 @@ import optuna
 import pytest
 from helpers import clustered_interactions, write_card
 
-from recrepro.config import resolve_config
+from recrepro.config import read_best_summary, resolve_config
 from recrepro.data.canonical import FORMAT_VERSION, write_interactions
 from recrepro.data.fetch import sha256_file
 from recrepro.registry import get_method, list_methods
@@ -19,7 +19,6 @@ from recrepro.tuning import (
     create_study,
     export_best,
     open_storage,
-    read_best,
     run_worker,
     sample_overrides,
     study_name,
@@ -104,7 +103,7 @@ def test_resumed_study_continues_rather_than_restarts(toy, tmp_path):
     assert resumed["trials"] == [0, 1, 2, 3]
     summary = export_best("lgcn", "toy", "lightgcn", more, tmp_path, base_overrides=FAST)
     write_best(tmp_path / "best.yaml", summary)
-    overrides = read_best(tmp_path / "best.yaml")
+    overrides = read_best_summary(tmp_path / "best.yaml")["overrides"]
     assert overrides["train"]["max_epochs"] == 4 and "layers" in overrides["model"]
     assert summary["trials"]["complete"] + summary["trials"]["pruned"] == 4
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recrepro.atomic import write_jsonl, write_text
 from recrepro.data.canonical import (
     FORMAT_VERSION,
     PARTS,
@@ -128,36 +129,22 @@ def convert_movielens(card: DatasetCard, raw: Path) -> tuple[InteractionData, Si
     users = users.assign(user=users["user_id"].astype(int).map(user_index)).sort_values("user")
 
     def write_items(path: Path) -> None:
-        with open(path, "w") as fh:
-            for row in items.itertuples():
-                fh.write(
-                    json.dumps(
-                        {
-                            "item": row.item,
-                            "raw_id": row.item_id,
-                            "title": row.title,
-                            "year": row.year,
-                            "genres": row.genres.split(),
-                        }
-                    )
-                    + "\n"
-                )
+        write_jsonl(
+            path,
+            (
+                {"item": r.item, "raw_id": r.item_id, "title": r.title, "year": r.year, "genres": r.genres.split()}
+                for r in items.itertuples()
+            ),
+        )
 
     def write_users(path: Path) -> None:
-        with open(path, "w") as fh:
-            for row in users.itertuples():
-                fh.write(
-                    json.dumps(
-                        {
-                            "user": row.user,
-                            "raw_id": row.user_id,
-                            "age": row.age,
-                            "gender": row.gender,
-                            "occupation": row.occupation,
-                        }
-                    )
-                    + "\n"
-                )
+        write_jsonl(
+            path,
+            (
+                {"user": r.user, "raw_id": r.user_id, "age": r.age, "gender": r.gender, "occupation": r.occupation}
+                for r in users.itertuples()
+            ),
+        )
 
     def write_train_ratings(path: Path) -> None:
         np.savez(path, user=u[in_train], item=i[in_train], rating=r[in_train])
@@ -244,7 +231,7 @@ def prepare(card: DatasetCard, raw: Path, out: Path) -> InteractionData:
         "interactions_sha256": sha256_file(tmp / "interactions.npz"),
         "side_files": {name: sha256_file(tmp / name) for name in side},
     }
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_text(tmp / "meta.json", json.dumps(meta, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return load_canonical(out, card)

@@ -20,7 +20,7 @@ import requests
 import urllib3
 from tqdm import tqdm
 
-from recrepro.data.cards import DatasetCard, SourceFile
+from recrepro.data.cards import SourceFile
 from recrepro.paths import inside
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,8 @@ def fetch_file(
     raise FetchError(f"could not fetch {location} after {retries} attempts ({last_error}). {hint}")
 
 
-def fetch_dataset(card: DatasetCard, dest_dir: Path, mirror: str | None = None, **kwargs) -> list[Path]:
-    """Fetch and verify every file of a dataset card; returns the verified paths."""
-    return [fetch_file(spec, dest_dir, card.name, mirror=mirror, **kwargs) for spec in card.files]
+def fetch_files(
+    files: tuple[SourceFile, ...], dest_dir: Path, dataset: str, mirror: str | None = None, **kwargs
+) -> list[Path]:
+    """Fetch and verify files of a dataset's card (its data ``files`` or its ``text.files``); returns their paths."""
+    return [fetch_file(spec, dest_dir, dataset, mirror=mirror, **kwargs) for spec in files]

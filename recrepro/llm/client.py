@@ -173,19 +173,13 @@ def _fatal_errors() -> tuple[type[Exception], ...]:
 class LLMClient:
     """Runs batches of structured completions and embeddings against one configured provider."""
 
-    def __init__(
-        self,
-        settings: LLMSettings,
-        cache: ResponseCache,
-        progress: bool | None = None,
-        failures: FailureLog | None = None,
-    ) -> None:
+    def __init__(self, settings: LLMSettings, cache: ResponseCache, progress: bool | None = None) -> None:
         register_local_provider()
         for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):  # one INFO line per request otherwise
             logging.getLogger(name).setLevel(logging.WARNING)
         self.settings = settings
         self.cache = cache
-        self.failures = failures or FailureLog(cache.path.with_name("failures.jsonl"))
+        self.failures = FailureLog(cache.path.with_name("failures.jsonl"))  # beside the cache
         self.usage = Usage()
         self.progress = progress
         self._halt: Exception | None = None  # set on budget exhaustion or a fatal provider error

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from recrepro.atomic import atomic_write, write_text
+from recrepro.atomic import atomic_write, write_jsonl, write_text
 from recrepro.data.canonical import InteractionData
 from recrepro.data.cards import DatasetCard
 from recrepro.data.fetch import sha256_file
@@ -97,7 +97,7 @@ def _restore_released_profiles(contexts: TextContexts, data: InteractionData, st
             }
             for i, p in enumerate(profiles)
         ]
-        write_text(stage_dir / output_name(kind, "profiles"), "".join(json.dumps(row) + "\n" for row in rows))
+        write_jsonl(stage_dir / output_name(kind, "profiles"), rows)
     report = {
         "step": "profiles",
         "dataset": data.name,
@@ -164,7 +164,7 @@ def run_text_step(
             for result, request in zip(results, requests)
             if request.entity.startswith(f"{kind}:")
         ]
-        write_text(stage_dir / output_name(kind, step), "".join(json.dumps(row) + "\n" for row in rows))
+        write_jsonl(stage_dir / output_name(kind, step), rows)
     write_text(stage_dir / f"{step}.report.json", json.dumps(report, indent=1) + "\n")
     log.info(
         "%s: %d entities, %d calls, %d cached, %d failed, $%.4f",
