@@ -240,22 +240,35 @@ def _cmd_report(args: argparse.Namespace) -> None:
     variants = json.loads(args.variants)
     tuning = json.loads(args.tuning) if args.tuning else None
     if args.command == "table2":
-        text = tables.table2(runs, variants, tuning, see_also=args.see_also)
+        text = tables.table2(runs, variants, tuning, see_also=args.see_also, claims=args.claims)
     elif args.command == "table3":
         text = tables.table3(runs, variants, list(variants), tuning)
     elif args.command == "efficiency":
         text = tables.efficiency_table(runs, variants)
-    else:
-        from recrepro.data.canonical import load_canonical
-        from recrepro.data.cards import load_card
+    elif args.command == "claims":
+        from recrepro.claims import claims_report, roles_from
 
-        counts, bins = {}, {}
-        for folder in args.data:
-            data = load_canonical(Path(folder))
-            counts[data.name] = np.bincount(data.train[:, 0], minlength=data.n_users)
-            bins[data.name] = load_card(data.name).sparsity_bins
+        counts, _ = _train_counts(args.data)
+        text = claims_report(
+            runs, variants, roles_from(json.loads(args.roles)), json.loads(args.ablations), counts, tuning
+        )
+    else:
+        counts, bins = _train_counts(args.data)
         text = tables.sparsity(runs, variants, counts, bins, plot_path=args.plot)
     _write(args.out, text)
+
+
+def _train_counts(folders: list[str]) -> tuple[dict[str, np.ndarray], dict[str, tuple[int, ...] | None]]:
+    """Per dataset: every user's number of training interactions, and the card's sparsity bins."""
+    from recrepro.data.canonical import load_canonical
+    from recrepro.data.cards import load_card
+
+    counts, bins = {}, {}
+    for folder in folders:
+        data = load_canonical(Path(folder))
+        counts[data.name] = np.bincount(data.train[:, 0], minlength=data.n_users)
+        bins[data.name] = load_card(data.name).sparsity_bins
+    return counts, bins
 
 
 def _cmd_fidelity(args: argparse.Namespace) -> None:
@@ -417,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("table3", "ablation table (rows in the order of --variants)"),
         ("efficiency", "time per epoch, epochs and peak memory"),
         ("sparsity", "metrics by user group of training-interaction count, with a plot"),
+        ("claims", "a verdict on each of the paper's claims, with effects, intervals and tests"),
     ):
         p = sub.add_parser(name, help=f"{what}, from run records")
         p.add_argument("runs", nargs="+", type=Path, help="run records (JSON)")
@@ -427,9 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, required=True)
         if name == "table2":
             p.add_argument("--see-also", nargs="*", default=[], help="other generated tables to mention")
-        if name == "sparsity":
+            p.add_argument("--claims", help="the claims report to link at the top (e.g. claims.md)")
+        if name in ("sparsity", "claims"):
             p.add_argument("--data", nargs="+", required=True, help="canonical folder of each dataset")
+        if name == "sparsity":
             p.add_argument("--plot", type=Path, help="PNG plot to write")
+        if name == "claims":
+            p.add_argument("--roles", default="{}", help="JSON: the workflow config's `claims` block")
+            p.add_argument("--ablations", default="{}", help="JSON: ablation variants (baseline = the full model)")
         p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("fidelity", help="our runs next to the official code's numbers on identical inputs")

@@ -88,6 +88,9 @@ class Runs:
     def get(self, variant: str, dataset: str) -> list[dict]:
         return self.groups.get((variant, dataset), [])
 
+    def seeds(self, variant: str, dataset: str) -> list[int]:
+        return [r["seed"] for r in self.get(variant, dataset)]
+
     def metric(self, variant: str, dataset: str, metric: str) -> list[float]:
         return [r["metrics"]["test"][metric] for r in self.get(variant, dataset)]
 
@@ -215,8 +218,7 @@ def footer(records: list[dict], variants: dict[str, dict], tuning: dict | None, 
         budget = "not tuned: every method uses the reference implementation's released hyperparameters (faithful)"
     lines = [
         f"Test-set metrics at the epoch with the best validation {selection} (the test set is evaluated once per run); "
-        "full ranking over all items with only training items masked. Mean ± sample std over seeds; **bold** best, "
-        "<u>underlined</u> second best per column.",
+        "full ranking over all items with only training items masked.",
         "",
         f"- Tuning: {budget}",
         f"- Seeds: {', '.join(map(str, seeds))} ({len(records)} runs)",
@@ -238,10 +240,19 @@ def footer(records: list[dict], variants: dict[str, dict], tuning: dict | None, 
     return "\n".join(lines) + "\n"
 
 
-def table2(runs: Runs, variants: dict[str, dict], tuning: dict | None, see_also: list[str] = ()) -> str:
+MEAN_STD = "Mean ± sample std over seeds; **bold** best, <u>underlined</u> second best per column."
+
+
+def table2(
+    runs: Runs, variants: dict[str, dict], tuning: dict | None, see_also: list[str] = (), claims: str | None = None
+) -> str:
+    """Overall performance, grouped by backbone, with each add-on's improvement; ``claims`` links the verdicts."""
     order = list(variants)
     improvements = improvement_table(runs, variants, order)
-    parts = ["# Table 2: overall performance", "", metric_table(runs, variants, order), ""]
+    parts = ["# Table 2: overall performance", ""]
+    if claims:
+        parts += [f"Verdicts on the paper's claims, with effect sizes, intervals and tests: [{claims}]({claims}).", ""]
+    parts += [metric_table(runs, variants, order), "", MEAN_STD, ""]
     if improvements:
         parts += ["## Improvement of each add-on over its backbone", "", improvements, ""]
     parts += [footer(runs.records, variants, tuning, [f"See also: {', '.join(see_also)}"] if see_also else [])]
@@ -251,7 +262,7 @@ def table2(runs: Runs, variants: dict[str, dict], tuning: dict | None, see_also:
 def table3(runs: Runs, variants: dict[str, dict], order: list[str], tuning: dict | None) -> str:
     """The ablation table: the full model first, then each ablation with its change relative to the full model."""
     improvements = improvement_table(runs, variants, order)
-    parts = ["# Table 3: IRLLRec ablations", "", metric_table(runs, variants, order), ""]
+    parts = ["# Table 3: IRLLRec ablations", "", metric_table(runs, variants, order), "", MEAN_STD, ""]
     if improvements:
         parts += ["## Change relative to the full model", "", improvements, ""]
     parts += [footer(runs.records, variants, tuning)]
@@ -352,7 +363,9 @@ def sparsity(
             continue
         users, _ = runs.per_user(present[0], dataset, HEADLINE[0])
         groups = user_groups(train_counts[dataset], users, bins.get(dataset))
-        headers = ["Group", "#users"] + [f"{variant_name(v, variants)} {m}" for v in present for m in ("R@20", "N@20")]
+        headers = ["Group", "#users"] + [
+            f"{variant_name(v, variants)} {m}" for v in present for m in map(short_metric, HEADLINE)
+        ]
         rows = []
         for name, group in groups.items():
             row = [name, f"{int(group['mask'].sum()):,}"]

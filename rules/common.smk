@@ -216,6 +216,15 @@ def all_variants(wildcards=None):
     return variants_json(VARIANTS)
 
 
+def ablation_variants(wildcards=None):
+    return variants_json(config["ablations"])
+
+
+def claim_roles(wildcards=None):
+    """The claims block: which variants are the proposed method and its rivals (results/claims.md)."""
+    return shell_words(json.dumps(config["claims"]))
+
+
 def dataset_dirs(wildcards=None):
     return [stage(DATA, dataset) for dataset in DATASETS]
 
