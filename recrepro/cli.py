@@ -168,7 +168,8 @@ def _cmd_tune(args: argparse.Namespace) -> None:
     study_dir = Path(args.study_dir)
     base = parse_overrides(args.set)
     if args.step == "create":
-        study = tuning.create_study(args.variant, args.dataset, settings, study_dir)
+        reference = tuning.reference_trial(args.method, args.dataset, args.preset, base)
+        study = tuning.create_study(args.variant, args.dataset, settings, study_dir, reference)
         tuning.write_json(
             Path(args.out),
             {"study": study.study_name, "budget": {"trials": settings.trials, "timeout_s": settings.timeout_s}},

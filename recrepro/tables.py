@@ -212,7 +212,8 @@ def footer(records: list[dict], variants: dict[str, dict], tuning: dict | None, 
             f"Optuna TPE on validation {selection}, {tuning['trials']} trials per method and dataset "
             f"({tuning['workers']} workers, at most {tuning['max_epochs']} epochs per trial"
             + (f", {tuning['timeout_s']} s per worker" if tuning.get("timeout_s") else "")
-            + "), the same budget for every method; final runs use the best trial's hyperparameters"
+            + "), the same budget for every method; the first trial is the reference configuration; final runs use "
+            "the best trial's hyperparameters"
         )
     else:
         budget = "not tuned: every method uses the reference implementation's released hyperparameters (faithful)"

@@ -80,9 +80,17 @@ def _pruner(settings: TuningSettings) -> optuna.pruners.BasePruner:
     )
 
 
-def create_study(variant: str, dataset: str, settings: TuningSettings, study_dir: Path) -> optuna.Study:
-    """Create the study if needed (idempotent)."""
-    return optuna.create_study(
+def create_study(
+    variant: str,
+    dataset: str,
+    settings: TuningSettings,
+    study_dir: Path,
+    reference: dict[str, Any] | None = None,
+) -> optuna.Study:
+    """Create the study if needed (idempotent). A new study's first trial is ``reference`` when given: the
+    reference configuration, so that a tuned method is never worse on validation than its released settings
+    (the same for every method, inside the same budget)."""
+    study = optuna.create_study(
         study_name=study_name(variant, dataset),
         storage=open_storage(settings.storage, study_dir),
         direction="maximize",
@@ -90,6 +98,45 @@ def create_study(variant: str, dataset: str, settings: TuningSettings, study_dir
         pruner=_pruner(settings),
         sampler=optuna.samplers.TPESampler(seed=settings.seed),
     )
+    if reference is not None and not study.trials:
+        study.enqueue_trial(reference, user_attrs={"reference": True})
+    return study
+
+
+class _Recorder:
+    """A stand-in trial that records the distribution a search space asks for under each name."""
+
+    def __init__(self) -> None:
+        self.distributions: dict[str, optuna.distributions.BaseDistribution] = {}
+
+    def suggest_float(self, name, low, high, *, log=False, step=None):
+        self.distributions[name] = optuna.distributions.FloatDistribution(low, high, log=log, step=step)
+        return low
+
+    def suggest_int(self, name, low, high, *, log=False, step=1):
+        self.distributions[name] = optuna.distributions.IntDistribution(low, high, log=log, step=step)
+        return low
+
+    def suggest_categorical(self, name, choices):
+        self.distributions[name] = optuna.distributions.CategoricalDistribution(choices)
+        return choices[0]
+
+
+def search_space(method: str) -> dict[str, tuple[str, optuna.distributions.BaseDistribution]]:
+    """The method's search space: config key ("model.layers") -> (trial parameter name, distribution)."""
+    recorder = _Recorder()
+    keys = get_method(method).search_space(recorder)
+    return {key: (name, recorder.distributions[name]) for key, name in zip(keys, recorder.distributions)}
+
+
+def reference_trial(method: str, dataset: str, preset: str = "faithful", base_overrides=None) -> dict[str, Any]:
+    """The trial parameters that reproduce the method's reference configuration on ``dataset`` (with the fixed
+    overrides and the preset a study applies to every trial)."""
+    config = resolve_config(method, dataset, preset=preset, overrides=base_overrides)
+    return {
+        name: getattr(config.train if key.startswith("train.") else config.model, key.partition(".")[2])
+        for key, (name, _) in search_space(method).items()
+    }
 
 
 def sample_overrides(method: str, trial: optuna.Trial) -> dict[str, dict[str, Any]]:

@@ -29,7 +29,7 @@ rule fidelity_run:
     wildcard_constraints:
         dataset="|".join(FIDELITY["datasets"]),
         variant=r"[a-z0-9][a-z0-9_-]*",
-    threads: 2
+    threads: config["threads"]
     log:
         "logs/fidelity/{dataset}/{variant}/seed{seed}.log",
     benchmark:

@@ -10,7 +10,7 @@ rule train:
         tuned=params_option,
         variant=variant_options,
         device=config["device"],
-    threads: 2
+    threads: config["threads"]
     log:
         "logs/train/{dataset}/{variant}/seed{seed}.log",
     benchmark:

@@ -31,7 +31,7 @@ rule tune_worker:
         workers=TUNING["workers"],
         max_epochs=TUNING["max_epochs"],
         device=config["device"],
-    threads: 1
+    threads: config["threads"]
     log:
         "logs/tune/{dataset}/{variant}/worker{worker}.log",
     benchmark:

@@ -19,33 +19,16 @@ from recrepro.tuning import (
     create_study,
     export_best,
     open_storage,
+    reference_trial,
     run_worker,
     sample_overrides,
+    search_space,
     study_name,
     worker_share,
     write_best,
 )
 
 FAST = {"train": {"max_epochs": 4, "batch_size": 256, "test_step": 1}}
-
-
-class Recorder:
-    """A stand-in trial that records every distribution a search space asks for."""
-
-    def __init__(self):
-        self.distributions = {}
-
-    def suggest_float(self, name, low, high, *, log=False, step=None):
-        self.distributions[name] = optuna.distributions.FloatDistribution(low, high, log=log, step=step)
-        return low
-
-    def suggest_int(self, name, low, high, *, log=False, step=1):
-        self.distributions[name] = optuna.distributions.IntDistribution(low, high, log=log, step=step)
-        return low
-
-    def suggest_categorical(self, name, choices):
-        self.distributions[name] = optuna.distributions.CategoricalDistribution(choices)
-        return choices[0]
 
 
 @pytest.mark.parametrize("method", list_methods())
@@ -64,20 +47,26 @@ def test_search_space_samples_valid_configurations(method):
 
 @pytest.mark.parametrize("method", list_methods())
 def test_reference_values_lie_inside_the_search_space(method):
-    recorder = Recorder()
-    keys = get_method(method).search_space(recorder)
-    name_of = {key: name for key, name in zip(keys, recorder.distributions)}
+    space = search_space(method)
     for dataset in [*get_method(method).reference, "some-new-dataset"]:
         faithful = resolve_config(method, dataset)
-        params = {}
-        for key, name in name_of.items():
-            section, _, field = key.partition(".")
-            value = getattr(faithful.train, field) if section == "train" else getattr(faithful.model, field)
-            distribution = recorder.distributions[name]
-            assert distribution._contains(distribution.to_internal_repr(value)), f"{dataset}: {key}={value} outside"
-            params[name] = value
+        params = reference_trial(method, dataset)
+        for key, (name, distribution) in space.items():
+            assert distribution._contains(distribution.to_internal_repr(params[name])), f"{dataset}: {key} outside"
         fixed = resolve_config(method, dataset, overrides=sample_overrides(method, optuna.trial.FixedTrial(params)))
         assert fixed.model == faithful.model and fixed.train == faithful.train
+
+
+def test_a_new_study_tries_the_reference_configuration_first(toy, tmp_path):
+    settings = TuningSettings(trials=2, seed=3)
+    reference = reference_trial("lightgcn", "toy", base_overrides=FAST)
+    create_study("lgcn", "toy", settings, tmp_path, reference)
+    create_study("lgcn", "toy", settings, tmp_path, reference)  # idempotent: queued once
+    run_worker("lgcn", "lightgcn", "toy", toy, settings, tmp_path, 0, 1, base_overrides=FAST)
+    study = optuna.load_study(study_name=study_name("lgcn", "toy"), storage=open_storage("", tmp_path))
+    first, second = sorted(study.trials, key=lambda t: t.number)
+    assert first.params == reference and first.user_attrs["reference"]
+    assert second.params != reference and len(study.trials) == 2
 
 
 def test_budget_is_split_exactly_between_workers():
