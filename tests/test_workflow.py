@@ -65,6 +65,7 @@ def test_dry_run_of_default_target(workdir):
         "table3": 1,
         "sparsity": 1,
         "efficiency": 1,
+        "claims": 1,
     }
     assert "results/runs/ml-100k/lightgcn/seed2023.json" in text
 
