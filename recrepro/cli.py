@@ -372,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--trials", type=int, default=8, help="finished trials in the whole study (all workers)")
     p.add_argument("--timeout", type=float, help="wall-time budget of each worker, in seconds")
-    p.add_argument("--seed", type=int, default=2023, help="sampler seed (worker i uses seed + i) and training seed")
+    p.add_argument("--seed", type=int, default=2023, help="sampler seed (trial n uses seed + n) and training seed")
     p.add_argument("--storage", help="RDB URL (e.g. postgresql://...); default: journal file in --study-dir")
     p.add_argument("--study-dir", required=True)
     p.add_argument("--worker", type=int, default=0)

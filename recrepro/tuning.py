@@ -4,9 +4,9 @@
   several local processes), or any RDB URL (PostgreSQL for multi-node runs).
 - The objective trains on the training split and returns the best validation metric; it reports the metric at
   every validation (``trial.report``) so unpromising trials are pruned. The test split is never evaluated.
-- Every worker has its own seeded TPE sampler (seed + worker index) whose state is saved after each trial, so
-  a restarted worker continues where it stopped; trials a killed worker left RUNNING are marked FAILED when
-  that worker restarts.
+- Every trial's sampler is seeded by its number (seed + trial number), so what a trial samples does not depend
+  on which worker runs it or in which order parallel workers start; trials a killed worker left RUNNING are
+  marked FAILED when that worker restarts.
 - The budget (trials, and optionally wall time per worker) is the same for every method. It is split
   deterministically between the workers (worker i runs its share of the trials), and before every trial a
   worker claims a place in the study-wide budget: a trial is only run if fewer than ``trials`` trials that have
@@ -20,7 +20,6 @@ import gc
 import json
 import logging
 import os
-import pickle
 import socket
 import time
 from dataclasses import dataclass
@@ -33,11 +32,12 @@ from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from recrepro.atomic import atomic_write, write_text
+from recrepro.atomic import write_text
 from recrepro.config import ConfigError, merge_overrides, resolve_config
 from recrepro.data.canonical import InteractionData
 from recrepro.registry import get_method
 from recrepro.trainer import ExtrasLoader, train_run
+from recrepro.workflow_config import storage_url_problem
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,9 @@ def open_storage(url: str, study_dir: Path):
     if not url:
         study_dir.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(study_dir / "journal.log")))
-    if url.startswith("sqlite"):
-        raise ConfigError(
-            "SQLite storage is unsafe with parallel workers (Optuna FAQ); leave tuning.storage empty for "
-            "a journal file, or give a PostgreSQL URL"
-        )
+    problem = storage_url_problem(url)
+    if problem:
+        raise ConfigError(f"tuning storage: {problem}")
     return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
 
 
@@ -148,19 +146,36 @@ def sample_overrides(method: str, trial: optuna.Trial) -> dict[str, dict[str, An
     return overrides
 
 
-class _SamplerState:
-    """One worker's sampler, saved after every trial so a restart continues its random stream."""
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """TPE whose random stream is seeded by the trial's number (``seed + number``), not by the worker: a trial's
+    parameters do not depend on which worker runs it, on the order in which parallel workers ask, or on restarts,
+    so a study run by two local processes and one run by two cluster jobs sample the same values (as long as TPE
+    sees the same history: always during its random start-up trials)."""
 
-    def __init__(self, path: Path, seed: int) -> None:
-        self.path = path
-        self.sampler = optuna.samplers.TPESampler(seed=seed)
-        if path.is_file():
-            with open(path, "rb") as fh:  # written by this harness, never downloaded
-                self.sampler = pickle.load(fh)
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._by_trial: dict[int, optuna.samplers.TPESampler] = {}
 
-    def save(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        with atomic_write(self.path, binary=True) as handle:
-            pickle.dump(self.sampler, handle)
+    def _tpe(self, trial: optuna.trial.FrozenTrial) -> optuna.samplers.TPESampler:
+        if trial.number not in self._by_trial:
+            self._by_trial[trial.number] = optuna.samplers.TPESampler(seed=self.seed + trial.number)
+        return self._by_trial[trial.number]
+
+    def infer_relative_search_space(self, study, trial):
+        return self._tpe(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._tpe(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._tpe(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self._tpe(trial).before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._tpe(trial).after_trial(study, trial, state, values)
+        self._by_trial.pop(trial.number, None)
 
 
 def _host() -> str:
@@ -224,11 +239,10 @@ def run_worker(
     extras_loader: ExtrasLoader | None = None,
 ) -> dict[str, Any]:
     """Run this worker's share of the study's trials (or until its time is up), resuming after a restart."""
-    state = _SamplerState(study_dir / f"sampler-{worker}.pkl", settings.seed + worker)
     study = optuna.load_study(
         study_name=study_name(variant, dataset),
         storage=open_storage(settings.storage, study_dir),
-        sampler=state.sampler,
+        sampler=TrialSeededSampler(settings.seed),
         pruner=_pruner(settings),
     )
     failed = fail_stale_trials(study, worker)
@@ -269,13 +283,12 @@ def run_worker(
         try:
             value = objective(trial)
         except optuna.TrialPruned:
-            frozen = study.tell(trial, state=TrialState.PRUNED)
+            study.tell(trial, state=TrialState.PRUNED)
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
         else:
-            frozen = study.tell(trial, value)
-        state.save(study, frozen)
+            study.tell(trial, value)
         gc.collect()
     mine = [
         t.number

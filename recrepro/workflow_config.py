@@ -133,11 +133,40 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{key}: {error.message}"
 
 
+def storage_url_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as the Optuna storage of parallel tuning workers, or None. "" (a journal file per
+    study) and database URLs without a password are fine: the URL is written to logs and job scripts, so the
+    password comes from the environment (``PGPASSWORD``) or ``~/.pgpass``, which libpq reads."""
+    if not url:
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"{url!r} is not a database URL (e.g. postgresql://user@host:5432/optuna)"
+    if parsed.get_backend_name() == "sqlite":
+        return (
+            "SQLite storage is unsafe with parallel workers (Optuna FAQ); leave tuning.storage empty for a journal "
+            "file, or give a PostgreSQL URL"
+        )
+    if parsed.password is not None:
+        return (
+            "the URL contains a password, which would be written to logs and job scripts; remove it and give it to "
+            "the workers in PGPASSWORD or ~/.pgpass instead"
+        )
+    return None
+
+
 def check_config(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     """The coerced configuration with defaults filled in; :class:`WorkflowConfigError` lists every violation."""
     coerced = fill_defaults(coerce(config, schema, schema), schema, schema)
     validator = jsonschema.Draft202012Validator(schema)
     problems = [_describe(e) for e in sorted(validator.iter_errors(coerced), key=lambda e: list(e.absolute_path))]
+    storage = coerced.get("tuning", {}).get("storage") if isinstance(coerced.get("tuning"), dict) else None
+    if isinstance(storage, str) and (problem := storage_url_problem(storage)):
+        problems.append(f"tuning.storage: {problem}")
     if problems:
         raise WorkflowConfigError("invalid workflow configuration:\n  " + "\n  ".join(problems))
     return coerced

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 import threading
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ import yaml
 
 from recrepro.data.canonical import FORMAT_VERSION, InteractionData, normalize_pairs, write_interactions
 from recrepro.data.cards import DatasetCard
+from recrepro.data.fetch import sha256_file
 
 
 def random_interactions(
@@ -253,3 +255,20 @@ def tiny_movielens(folder: Path, n_users: int = 6, n_items: int = 8) -> tuple[In
         }
     )
     return load_canonical(folder, card), card
+
+
+def write_canonical(data: InteractionData, folder: Path) -> None:
+    """``data`` as a prepared dataset folder (interactions and meta.json)."""
+    folder.mkdir(parents=True)
+    write_interactions(folder / "interactions.npz", data)
+    (folder / "meta.json").write_text(
+        json.dumps(
+            {
+                "format_version": FORMAT_VERSION,
+                "name": data.name,
+                "stats": data.stats(),
+                "side_files": {},
+                "interactions_sha256": sha256_file(folder / "interactions.npz"),
+            }
+        )
+    )

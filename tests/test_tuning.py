@@ -4,15 +4,12 @@ import json
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import optuna
 import pytest
-from helpers import clustered_interactions, write_card
+from helpers import clustered_interactions, write_canonical, write_card
 
 from recrepro.config import read_best_summary, resolve_config
-from recrepro.data.canonical import FORMAT_VERSION, write_interactions
-from recrepro.data.fetch import sha256_file
 from recrepro.registry import get_method, list_methods
 from recrepro.tuning import (
     TuningSettings,
@@ -84,7 +81,6 @@ def test_resumed_study_continues_rather_than_restarts(toy, tmp_path):
     create_study("lgcn", "toy", settings, tmp_path)
     first = run_worker("lgcn", "lightgcn", "toy", toy, settings, tmp_path, 0, 1, base_overrides=FAST)
     assert first["trials"] == [0, 1]
-    assert (tmp_path / "sampler-0.pkl").is_file()
     again = run_worker("lgcn", "lightgcn", "toy", toy, settings, tmp_path, 0, 1, base_overrides=FAST)
     assert again["trials"] == [0, 1]  # budget already spent: nothing new
     more = TuningSettings(trials=4, seed=3)
@@ -95,6 +91,22 @@ def test_resumed_study_continues_rather_than_restarts(toy, tmp_path):
     overrides = read_best_summary(tmp_path / "best.yaml")["overrides"]
     assert overrides["train"]["max_epochs"] == 4 and "layers" in overrides["model"]
     assert summary["trials"]["complete"] + summary["trials"]["pruned"] == 4
+
+
+def test_what_a_trial_samples_does_not_depend_on_which_worker_runs_it(toy, tmp_path):
+    settings = TuningSettings(trials=3, seed=5)
+    studies = {}
+    for order in ((0, 1), (1, 0)):  # worker 0 first, then worker 1 first
+        folder = tmp_path / "".join(map(str, order))
+        create_study("lgcn", "toy", settings, folder, reference={"layers": 2})
+        for worker in order:
+            run_worker("lgcn", "lightgcn", "toy", toy, settings, folder, worker, 2, base_overrides=FAST)
+        trials = optuna.load_study(study_name=study_name("lgcn", "toy"), storage=open_storage("", folder)).trials
+        studies[order] = {t.number: (t.params, t.value, t.user_attrs["worker"]) for t in trials}
+    first, second = studies[(0, 1)], studies[(1, 0)]
+    assert {n: p[:2] for n, p in first.items()} == {n: p[:2] for n, p in second.items()}
+    assert [p[2] for p in first.values()] != [p[2] for p in second.values()]  # run by other workers
+    assert len({json.dumps(p[0], sort_keys=True) for p in first.values()}) == 3
 
 
 def test_trials_left_running_by_a_killed_worker_are_failed_on_restart(toy, tmp_path):
@@ -161,20 +173,10 @@ def test_sqlite_storage_is_refused(tmp_path):
         open_storage(f"sqlite:///{tmp_path}/x.db", tmp_path)
 
 
-def write_canonical(data, folder: Path) -> None:
-    folder.mkdir(parents=True)
-    write_interactions(folder / "interactions.npz", data)
-    (folder / "meta.json").write_text(
-        json.dumps(
-            {
-                "format_version": FORMAT_VERSION,
-                "name": data.name,
-                "stats": data.stats(),
-                "side_files": {},
-                "interactions_sha256": sha256_file(folder / "interactions.npz"),
-            }
-        )
-    )
+def test_a_storage_url_with_a_password_is_refused_without_echoing_it(tmp_path):
+    with pytest.raises(ValueError, match="PGPASSWORD or ~/.pgpass") as err:
+        open_storage("postgresql://optuna:s3cret-pw@db.example.org:5432/optuna", tmp_path)
+    assert "s3cret-pw" not in str(err.value)
 
 
 def test_two_local_workers_share_a_journal_study(toy, tmp_path, monkeypatch):
