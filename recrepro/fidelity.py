@@ -80,6 +80,19 @@ class Row:
         ours, ref = self.ours(metric), self.entry["metrics"].get(metric)
         return None if ours is None or ref is None else (ours - ref) / ref
 
+    @property
+    def reference_seeds(self) -> list:
+        return self.entry.get("seeds") or [self.entry.get("seed", "?")]
+
+    def spread(self, metric: str) -> str:
+        """Per-seed values of both sides, where either has more than one seed."""
+        if len(self.reference_seeds) < 2 and len(self.records) < 2:
+            return ""
+        by_seed = self.entry.get("metrics_by_seed", {})
+        ref = ", ".join(_fmt(by_seed[s][metric]) for s in self.reference_seeds if s in by_seed) or "–"
+        ours = ", ".join(_fmt(r["metrics"][self.part][metric]) for r in self.records)
+        return f"{short_metric(metric)} per seed, reference {ref}; ours {ours}"
+
     def within(self, tolerance: float) -> bool | None:
         diffs = [self.difference(m) for m in HEADLINE]
         if any(d is None for d in diffs):
@@ -133,7 +146,8 @@ def report(records: list[dict], reference: dict, tolerance: float = TOLERANCE) -
             verdict = "**no**"
             all_ok = False
         seconds, memory = _speed(entry)
-        epochs = f"{entry.get('best_epoch', '–')} / " + (
+        best = entry.get("best_epoch", "–")
+        epochs = f"{', '.join(map(str, best)) if isinstance(best, list) else best} / " + (
             ", ".join(str(r["best_epoch"]) for r in row.records) if row.records else "–"
         )
         headline = []
@@ -144,6 +158,7 @@ def report(records: list[dict], reference: dict, tolerance: float = TOLERANCE) -
                 f"{_label(entry)} [{number}]",
                 entry["dataset"],
                 entry.get("text", "none"),
+                f"{len(row.reference_seeds)} / {len(row.records)}",
                 *headline,
                 verdict,
                 epochs,
@@ -156,7 +171,7 @@ def report(records: list[dict], reference: dict, tolerance: float = TOLERANCE) -
             detail.append(f"{_fmt(row.ours(metric))} / {_fmt(entry['metrics'].get(metric))}")
         detail_rows.append(detail)
         notes.append(_note(number, row))
-    headers = ["Method", "Dataset", "Text"]
+    headers = ["Method", "Dataset", "Text", "Seeds ref / ours"]
     for metric in HEADLINE:
         label = short_metric(metric)
         headers += [f"{label} ours", f"{label} ref", "diff"]
@@ -168,8 +183,9 @@ def report(records: list[dict], reference: dict, tolerance: float = TOLERANCE) -
         "# Fidelity: ours vs the official code on identical inputs\n\n"
         f"{tabulate(table_rows, headers=headers, **fmt)}\n\n"
         "Ours and the reference: the test metrics at the best validation epoch (KGIN rows compare validation "
-        "metrics, see their notes), seed 2023 unless noted, the same hyperparameters and the same input files on "
-        f"both sides (checked by checksum). *Within {tolerance:.0%}*: both {' and '.join(map(short_metric, HEADLINE))}"
+        "metrics, see their notes), averaged over the seeds each side ran (per-seed values in the notes), the same "
+        "hyperparameters and the same input files on both sides (checked by checksum). "
+        f"*Within {tolerance:.0%}*: both {' and '.join(map(short_metric, HEADLINE))}"
         " within that relative difference. Speed: training seconds per epoch and peak resident memory of both "
         "implementations measured back to back on the same machine (the note says which), ratio = reference / "
         "ours.\n\n"
@@ -190,6 +206,9 @@ def _note(number: int, row: Row) -> str:
     for key in ("config", "command", "machine", "note", "explained"):
         if entry.get(key):
             parts.append(f"{key.replace('_', ' ').capitalize()}: {entry[key]}")
+    spread = "; ".join(filter(None, (row.spread(m) for m in HEADLINE)))
+    if spread:
+        parts.append(f"Seeds: {spread}")
     if entry.get("timing"):
         parts.append(f"Speed measured with: {entry['timing']['how']}")
     parts.append(

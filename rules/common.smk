@@ -7,7 +7,7 @@ import yaml
 
 # importing recrepro sets the runtime defaults every job inherits (recrepro/runtime.py): no network request when
 # litellm is imported, DGL's backend, sleeping OpenMP threads
-from recrepro.data.cards import load_card
+from recrepro.data.cards import available_datasets, load_card
 from recrepro.inputs import reads_llm_stage, unavailable
 from recrepro.registry import declared_requirements
 from recrepro.workflow_config import check_config, load_schema
@@ -50,7 +50,7 @@ EXPECTED_METRICS = os.path.join(workflow.basedir, "tests", "regression", "expect
 
 
 wildcard_constraints:
-    dataset="|".join(DATASETS),
+    dataset="|".join(available_datasets()),  # any dataset with a card: a target may name one `datasets` does not
     variant="|".join(VARIANTS),
     seed=r"\d+",
     worker=r"\d+",
@@ -269,7 +269,8 @@ def fidelity_options(wildcards):
 
 
 FIDELITY_RECORDS = [
-    f"results/fidelity/{dataset}/{variant}/seed{FIDELITY['seed']}.json"
+    f"results/fidelity/{dataset}/{name}/seed{seed}.json"
     for dataset, spec in FIDELITY["datasets"].items()
-    for variant in spec["variants"]
+    for name, variant in spec["variants"].items()
+    for seed in variant.get("seeds", FIDELITY["seeds"])
 ]

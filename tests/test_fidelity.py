@@ -92,6 +92,16 @@ def test_an_explained_miss_does_not_fail_the_check():
     assert ok and "no, explained [1]" in text and "Explained: random streams" in text
 
 
+def test_several_seeds_are_averaged_and_listed_per_seed():
+    by_seed = {s: {m: v * f for m, v in record()["metrics"]["test"].items()} for s, f in ((1, 0.9), (2, 1.1))}
+    means = {m: (by_seed[1][m] + by_seed[2][m]) / 2 for m in METRICS}
+    reference = {**REFERENCE, "comparisons": [entry(seeds=[1, 2], metrics=means, metrics_by_seed=by_seed)]}
+    text, ok = fidelity.report([record(seed=7, recall=0.28), record(seed=8, recall=0.32)], reference)
+    row = next(line for line in text.splitlines() if line.startswith("| lightgcn [1]"))
+    assert ok and "| 2 / 2 " in row and "+0.0%" in row
+    assert "R@20 per seed, reference 0.2700, 0.3300; ours 0.2800, 0.3200" in text
+
+
 def test_fidelity_table_matches_golden_file():
     reference = {**REFERENCE, "comparisons": [entry(), entry(method="dccf", part="val", timing=None)]}
     text, _ = fidelity.report([record(recall=0.31, ndcg=0.24), record(method="dccf", seed=1)], reference)
