@@ -14,12 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+import recrepro  # noqa: F401  (first: it selects DGL's backend before DGL is imported)
+
+# isort: split
 import dgl.function as fn
 import torch
 import torch.nn.functional as F
 from dgl.nn.functional import edge_softmax
 
-import recrepro  # noqa: F401
 from recrepro.data.canonical import load_canonical
 from recrepro.data.cards import load_card
 from recrepro.graph import InteractionGraph
@@ -83,14 +85,18 @@ OPTIONS = {
 }
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="amazon")
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     data = load_canonical(canonical_dir(args.dataset), load_card(args.dataset))
     graph = InteractionGraph(data).graph
     torch.manual_seed(0)

@@ -70,7 +70,7 @@ def measure(
     } | {"peak_cuda_mb": record.get("peak_cuda_mb")}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="amazon")
     parser.add_argument("--methods", nargs="+", default=["lightgcn"])
@@ -85,7 +85,11 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     text_dims = tuple(int(x) for x in args.synthetic_text.split(",")) if args.synthetic_text else None
     if args.child:

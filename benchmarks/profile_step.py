@@ -80,7 +80,7 @@ def measure(method: str, dataset: str, steps: int, text: str | None, top: int) -
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--methods", nargs="+", default=None, help="default: every registered method")
@@ -90,7 +90,11 @@ def main() -> None:
     parser.add_argument("--text", help="LLM-stage or stand-in folder (default resources/llm/<dataset>)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--one", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.one:
         print(measure(args.one, args.dataset, args.steps, args.text, args.top))
         return

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, policy: str, load: int) -> float:
             process.wait()
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--method", default="lightgcn")
@@ -66,7 +66,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--out", type=Path)
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.one:
         print(json.dumps({"seconds_per_epoch": epoch_seconds(args.method, args.dataset, args.epochs)}))
         return

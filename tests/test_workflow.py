@@ -1,36 +1,15 @@
 """The Snakemake workflow: lint, dry run of the default target, and (slow) the default pipeline end to end."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the project's workflow with ``workdir`` as working directory, in this interpreter's environment."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
+from workflow import REPO, new_workdir, quick_configs, run_or_show_log, snakemake
 
 
 @pytest.fixture
 def workdir(tmp_path):
-    shutil.copytree(REPO / "config", tmp_path / "config")
-    return tmp_path
+    return new_workdir(tmp_path)
 
 
 def test_lint_is_clean(workdir):
@@ -117,6 +96,14 @@ def test_config_errors_name_the_key(workdir, setting, message):
     assert out.returncode != 0 and message in out.stdout + out.stderr
 
 
+def test_a_tuning_storage_with_a_password_is_refused_before_any_job(workdir):
+    url = "tuning={storage: 'postgresql://optuna:s3cret-pw@db.example.org/optuna'}"
+    out = snakemake(workdir, "-n", "results/table2.md", "--config", url, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "tuning.storage: the URL contains a password" in text
+    assert "PGPASSWORD or ~/.pgpass" in text and "s3cret-pw" not in text
+
+
 def test_command_line_values_get_the_schema_types(workdir):
     from recrepro.workflow_config import check_config, load_schema
 
@@ -145,15 +132,6 @@ def test_a_configured_api_key_variable_must_be_set(workdir, monkeypatch):
     )
 
 
-def run_or_show_log(workdir: Path, log: str, *args: str) -> None:
-    out = snakemake(workdir, *args, check=False)
-    if out.returncode != 0:
-        detail = (workdir / log).read_text() if (workdir / log).exists() else ""
-        raise AssertionError(
-            f"snakemake {' '.join(args)} failed:\n{detail}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-        )
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(1200)  # about 2 minutes on a 2-core CPU
 def test_reported_metrics_do_not_drift(workdir):
@@ -171,12 +149,9 @@ def test_reported_metrics_do_not_drift(workdir):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2700)
-def test_default_pipeline_end_to_end(workdir):
-    """Every rule of the default experiment on ml-100k, with the quick budget of config/quick.yaml."""
-    configs = ("--configfile", str(workdir / "config" / "config.yaml"), str(workdir / "config" / "quick.yaml"))
-    run_or_show_log(workdir, "logs/tables/table2.log", "--cores", "2", "results/table2.md", *configs)
-    results = workdir / "results"
+def test_default_pipeline_end_to_end(quick_study):
+    """Every rule of the default study on ml-100k, with the quick budget of config/quick.yaml."""
+    results = quick_study / "results"
     table2 = (results / "table2.md").read_text()
     for label in (
         "| LightGCN",
@@ -196,9 +171,13 @@ def test_default_pipeline_end_to_end(workdir):
     assert "w/o IA & ITM" in (results / "table3.md").read_text()
     assert (results / "sparsity.png").stat().st_size > 10_000 and "Q1" in (results / "sparsity.md").read_text()
     assert "| KGIN" in (results / "efficiency.md").read_text()
-    assert "No numbers measured with the reference code" in (results / "reference_comparison.md").read_text()
+    claims = (results / "claims.md").read_text()
+    assert claims.startswith("# Does IRLLRec do what the paper claims?") and "**Decision rule.**" in claims
+    for number in range(1, 6):
+        assert f"\n## {number}. " in claims, number
+    assert "[claims.md](claims.md)" in table2
 
-    llm = workdir / "resources" / "llm" / "ml-100k"
+    llm = quick_study / "resources" / "llm" / "ml-100k"
     for step in ("profiles", "intents"):  # restored from the shipped cache: no model call
         assert json.loads((llm / f"{step}.report.json").read_text())["usage"]["calls"] == 0
     record = json.loads((results / "runs/ml-100k/lightgcn-irllrec/seed2023.json").read_text())
@@ -206,8 +185,8 @@ def test_default_pipeline_end_to_end(workdir):
     assert {"git", "packages", "python"} <= set(record["provenance"])
     assert (
         record["dataset_sha256"]
-        == json.loads((workdir / "resources/datasets/ml-100k/meta.json").read_text())["interactions_sha256"]
+        == json.loads((quick_study / "resources/datasets/ml-100k/meta.json").read_text())["interactions_sha256"]
     )
 
-    rerun = snakemake(workdir, "--cores", "2", "results/table2.md", *configs)
+    rerun = snakemake(quick_study, "--cores", "2", "results/table2.md", *quick_configs(quick_study))
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
