@@ -388,3 +388,26 @@ def test_identical_requests_are_sent_once(server, tmp_path):
     results = asyncio.run(client.complete(twice))
     assert server.count() == 3 and [r.entity for r in results] == [f"item:{i}" for i in range(6)]
     assert results[0].answer == results[3].answer
+
+
+def test_a_local_model_is_loaded_once_when_many_threads_ask_for_it_at_once():
+    import threading
+    import time
+
+    from recrepro.llm.local import load_once
+
+    loads = []
+
+    @load_once
+    def load(name):
+        loads.append(name)
+        time.sleep(0.2)  # long enough for every thread to arrive while the first load runs
+        return object()
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(load("m"))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert loads == ["m"] and len({id(r) for r in results}) == 1

@@ -20,7 +20,8 @@ import os
 import shutil
 import threading
 import zipfile
-from functools import cache
+from collections.abc import Callable
+from functools import cache, wraps
 from pathlib import Path
 from typing import Any
 
@@ -173,12 +174,29 @@ class SchemaGuidedGenerator:
             ]
 
 
-@cache
+_loading = threading.Lock()
+
+
+def load_once(load: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``functools.cache`` for model loaders called from several threads at once: one load per name, and never
+    two loads at the same time (concurrent loads of one model race inside transformers: "Cannot copy out of meta
+    tensor")."""
+    cached = cache(load)
+
+    @wraps(load)
+    def loader(name: str) -> Any:
+        with _loading:
+            return cached(name)
+
+    return loader
+
+
+@load_once
 def _generator(name: str) -> SchemaGuidedGenerator:
     return SchemaGuidedGenerator(ensure_text_model(name, os.environ.get("RECREPRO_MIRROR") or None))
 
 
-@cache
+@load_once
 def _encoder(name: str):
     if name not in EMBEDDING_MODELS:
         raise ValueError(f"unknown local embedding model {name!r}; available: {sorted(EMBEDDING_MODELS)}")
