@@ -6,7 +6,7 @@ PYTHON ?= python3.11
 LOCK_HASH := $(shell sha256sum requirements/lock.txt | cut -c1-16)
 ENV_DIR ?= $(HOME)/.cache/recrepro/venv-$(LOCK_HASH)
 
-.PHONY: env
+.PHONY: env cluster-env
 
 env: $(ENV_DIR)/.complete
 	ln -sfn $(ENV_DIR) .venv
@@ -18,3 +18,7 @@ $(ENV_DIR)/.complete:
 	$(PYTHON) -m venv $(ENV_DIR)
 	$(ENV_DIR)/bin/pip install --quiet -r requirements/lock.txt
 	touch $@
+
+# optional: the PostgreSQL driver and the SLURM executor (README, "On a cluster")
+cluster-env: env
+	.venv/bin/pip install --quiet -r requirements/cluster.txt

@@ -149,6 +149,7 @@ def test_reported_metrics_do_not_drift(workdir):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the session's quick study runs in this test's setup unless the SLURM test ran it first
 def test_default_pipeline_end_to_end(quick_study):
     """Every rule of the default study on ml-100k, with the quick budget of config/quick.yaml."""
     results = quick_study / "results"
