@@ -4,7 +4,9 @@ The numbers of the official code live in ``config/reference_numbers.yaml``: one 
 method, dataset and preset, the inputs both sides read (dataset checksum, text or knowledge-graph fingerprint),
 the hyperparameters (in this harness's names), the reference's metrics, and where they come from. A run record
 is matched to an entry only if all of these agree, so a tuned run or a run on other text is never compared with
-a reference number it does not correspond to. Entries without a matching run are listed as not run.
+a reference number it does not correspond to. Entries without a matching run are listed as not run; runs without
+a matching entry are listed too, with the reason the file's ``pending`` list gives (e.g. a reference run that has
+not finished), so that nothing is silently left out.
 """
 
 from __future__ import annotations
@@ -190,9 +192,35 @@ def report(records: list[dict], reference: dict, tolerance: float = TOLERANCE) -
         "implementations measured back to back on the same machine (the note says which), ratio = reference / "
         "ours.\n\n"
         f"## All metrics\n\n{tabulate(detail_rows, headers=detail_headers, **fmt)}\n\n"
-        f"## Reference code\n\n{code}\n\n## Notes and provenance\n\n" + "\n".join(notes) + "\n"
+        f"## Reference code\n\n{code}\n\n## Notes and provenance\n\n"
+        + "\n".join(notes)
+        + "\n"
+        + _unmatched(records, reference)
     )
     return text, all_ok
+
+
+def _unmatched(records: list[dict], reference: dict) -> str:
+    """Our runs that no comparison matches, each with the reason ``pending`` gives for it (or a generic one)."""
+    matched = {id(r) for row in rows(records, reference) for r in row.records}
+    left = [r for r in records if id(r) not in matched]
+    if not left:
+        return ""
+    reasons = {
+        (p["method"], p["dataset"], p.get("preset", "faithful")): p["reason"] for p in reference.get("pending", [])
+    }
+    lines = []
+    for r in left:
+        key = (r["method"], r["dataset"], r.get("preset", "faithful"))
+        reason = reasons.get(key, "no reference entry has this run's inputs and hyperparameters")
+        metrics = ", ".join(
+            f"{part} {short_metric(m)} {_fmt(r['metrics'][part][m])}" for part in ("val", "test") for m in HEADLINE
+        )
+        lines.append(
+            f"- {key[0]}{'' if key[2] == 'faithful' else f' ({key[2]})'} on {key[1]}, seed {r['seed']}: "
+            f"{metrics}. Not compared: {reason}."
+        )
+    return "\n## Our runs without a reference number\n\n" + "\n".join(lines) + "\n"
 
 
 def _code(spec: dict) -> str:

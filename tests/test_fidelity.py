@@ -102,6 +102,18 @@ def test_several_seeds_are_averaged_and_listed_per_seed():
     assert "R@20 per seed, reference 0.2700, 0.3300; ours 0.2800, 0.3200" in text
 
 
+def test_runs_without_a_reference_number_are_listed_with_the_reason():
+    pending = [{"method": "kgin", "dataset": "toy", "reason": "the reference run has not finished"}]
+    reference = {**REFERENCE, "comparisons": [entry()], "pending": pending}
+    text, ok = fidelity.report([record(), record(method="kgin"), record(method="dccf")], reference)
+    section = text.split("## Our runs without a reference number")[1]
+    assert ok and "kgin on toy, seed 2023: val R@20 0.3000" in section
+    assert "Not compared: the reference run has not finished." in section
+    assert "dccf on toy" in section and "no reference entry has this run's inputs" in section
+    assert "lightgcn on toy" not in section
+    assert "## Our runs without" not in fidelity.report([record()], reference)[0]
+
+
 def test_fidelity_table_matches_golden_file():
     reference = {**REFERENCE, "comparisons": [entry(), entry(method="dccf", part="val", timing=None)]}
     text, _ = fidelity.report([record(recall=0.31, ndcg=0.24), record(method="dccf", seed=1)], reference)
