@@ -25,7 +25,6 @@ from dgl.nn.functional import edge_softmax
 from recrepro.data.canonical import load_canonical
 from recrepro.data.cards import load_card
 from recrepro.graph import InteractionGraph
-from recrepro.nn import weighted_propagate
 from recrepro.paths import canonical_dir
 
 
@@ -71,17 +70,21 @@ def option_torch_scatter(graph, c, x):
     src, dst = graph.edges()
     n = F.normalize(c)
     alpha = ((n[src] * n[dst]).sum(1) + 1) / 2
-    sums = torch.zeros(graph.num_nodes()).index_add(0, dst, alpha)
+    sums = alpha.new_zeros(graph.num_nodes()).index_add(0, dst, alpha)
     weights = alpha / sums[dst]
     return torch.zeros_like(x).index_add(0, dst, x[src] * weights[:, None])
 
+
+HARNESS_GRAPH: dict = {}  # the DGL graph -> the harness's InteractionGraph around it
 
 OPTIONS = {
     "u_dot_v + copy_e/sum + e_div_v + u_mul_e/sum": option_copy_e_then_u_mul_e,
     "u_dot_v + edge_softmax(log a) + u_mul_e/sum": option_edge_softmax,
     "torch gather + index_add (reference style)": option_torch_scatter,
     "u_dot_v + one u_mul_e/sum over [x, 1] (sum and normaliser together)": option_concat_ones,
-    "recrepro.nn.weighted_propagate (the harness's choice)": lambda g, c, x: weighted_propagate(g, c, x),
+    "u_dot_v + CSR products, backward written out (the harness's choice, InteractionGraph.adaptive_propagate)": (
+        lambda g, c, x: HARNESS_GRAPH[g].adaptive_propagate(c, x)
+    ),
 }
 
 
@@ -98,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = build_parser().parse_args()
     data = load_canonical(canonical_dir(args.dataset), load_card(args.dataset))
-    graph = InteractionGraph(data).graph
+    interactions = InteractionGraph(data)
+    graph = interactions.graph
+    HARNESS_GRAPH[graph] = interactions
     torch.manual_seed(0)
     c = torch.randn(graph.num_nodes(), args.dim, requires_grad=True)
     x = torch.randn(graph.num_nodes(), args.dim, requires_grad=True)

@@ -26,7 +26,7 @@ from torch import nn
 from recrepro.components import GRAPH, GRAPH_AUGMENTED, INTENT, INTENT_AUGMENTED
 from recrepro.graph import InteractionGraph
 from recrepro.method import Backbone, Encoded, MethodParams, graph_method
-from recrepro.nn import info_nce, intent_aware, weighted_propagate
+from recrepro.nn import info_nce, intent_aware
 from recrepro.registry import register
 
 
@@ -68,8 +68,8 @@ class DCCFEncoder(nn.Module):
             inputs.append(layer)
             gnn = graph.propagate(layer)
             intent = self.intent_view(layer)
-            gaa = weighted_propagate(graph.graph, gnn, layer)
-            iaa = weighted_propagate(graph.graph, intent, layer)
+            gaa = graph.adaptive_propagate(gnn, layer)
+            iaa = graph.adaptive_propagate(intent, layer)
             for name, view in zip(views, (gnn, intent, gaa, iaa)):
                 views[name].append(view)
             layer = gnn + intent + gaa + iaa + layer

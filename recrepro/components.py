@@ -14,7 +14,7 @@ from torch import nn
 
 from recrepro.graph import InteractionGraph
 from recrepro.method import Encoded, MethodInputs
-from recrepro.nn import Projector, info_nce, intent_aware, weighted_propagate
+from recrepro.nn import Projector, info_nce, intent_aware
 
 GRAPH = "graph"  # D^-1/2 A D^-1/2 E^(l)
 INTENT = "intent"  # softmax(E^(l) W) W^T
@@ -115,5 +115,5 @@ class IntentView(nn.Module):
         for layer in encoded.layer_inputs:
             users, items = self.graph.split(layer)
             intents = torch.cat([intent_aware(users, self.user_prototypes), intent_aware(items, self.item_prototypes)])
-            views.append(weighted_propagate(self.graph.graph, intents, layer))
+            views.append(self.graph.adaptive_propagate(intents, layer))
         return views

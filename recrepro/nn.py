@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dgl
-import dgl.function as fn
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -158,23 +156,3 @@ class Projector(nn.Sequential):
 def intent_aware(embeddings: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
     """DCCF's intent-aware representation softmax(E W) W^T (the softmax runs over the intents)."""
     return torch.softmax(embeddings @ prototypes, dim=1) @ prototypes.T
-
-
-def weighted_propagate(graph: dgl.DGLGraph, similarity_features: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-    """DCCF's adaptive augmentation: r = G x with G[h, t] = a_ht / sum_t' a_ht' and a_ht = (1 + cos(c_h, c_t)) / 2
-    over the graph's edges (messages flow t -> h); rows whose weights sum to 0 give 0.
-
-    Kernels (chosen by measurement, ``benchmarks/edge_weighted.py``): ``u_dot_v`` on the normalised ``c`` for
-    the cosines, ``copy_e``/``sum`` for the row sums, ``e_div_v`` for the normalised weights, and one
-    ``u_mul_e``/``sum`` pass for the propagation.
-    """
-    with graph.local_scope():
-        graph.ndata["n"] = F.normalize(similarity_features)
-        graph.apply_edges(fn.u_dot_v("n", "n", "cos"))
-        graph.edata["a"] = (graph.edata["cos"] + 1) / 2
-        graph.update_all(fn.copy_e("a", "m"), fn.sum("m", "s"))
-        graph.ndata["s"] = torch.where(graph.ndata["s"] > 0, graph.ndata["s"], torch.ones_like(graph.ndata["s"]))
-        graph.apply_edges(fn.e_div_v("a", "s", "w"))
-        graph.ndata["x"] = features
-        graph.update_all(fn.u_mul_e("x", "w", "m"), fn.sum("m", "r"))
-        return graph.ndata["r"]
