@@ -11,6 +11,9 @@ rule llm_profiles:
         settings=llm_settings,
         raw_text=raw_text_dir,
     threads: 2
+    # first whenever it can run: most of the study waits for it, and a two-thread job would otherwise wait until
+    # no one-thread job is running at all
+    priority: 50
     log:
         "logs/llm/{dataset}/profiles.log",
     benchmark:
@@ -38,6 +41,9 @@ rule llm_intents:
         settings=llm_settings,
         raw_text=raw_text_dir,
     threads: 2
+    # first whenever it can run: most of the study waits for it, and a two-thread job would otherwise wait until
+    # no one-thread job is running at all
+    priority: 50
     log:
         "logs/llm/{dataset}/intents.log",
     benchmark:
@@ -65,6 +71,9 @@ rule llm_embeddings:
         settings=llm_settings,
         raw_text=raw_text_dir,
     threads: 2
+    # first whenever it can run: most of the study waits for it, and a two-thread job would otherwise wait until
+    # no one-thread job is running at all
+    priority: 50
     log:
         "logs/llm/{dataset}/embeddings.log",
     benchmark:
