@@ -7,6 +7,7 @@ import platform
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 from recrepro.paths import REPO_ROOT
 
@@ -26,15 +27,19 @@ TRACKED_PACKAGES = (
 )
 
 
-def git_commit() -> dict[str, object]:
-    """The checkout's commit and whether it has uncommitted changes (``unknown`` outside a git checkout)."""
+GENERATED = "results"  # tracked, but written by every study: changes there do not make the code dirty
+
+
+def git_commit(root: Path = REPO_ROOT) -> dict[str, object]:
+    """The checkout's commit and whether its code or configuration has uncommitted changes (generated tables
+    under ``results/`` do not count); ``unknown`` outside a git checkout."""
 
     def run(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
 
     try:
         commit = run("rev-parse", "HEAD")
-        dirty = bool(run("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(run("status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){GENERATED}"))
     except (OSError, subprocess.CalledProcessError):
         return {"commit": "unknown", "dirty": None}
     return {"commit": commit, "dirty": dirty}

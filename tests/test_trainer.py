@@ -144,3 +144,25 @@ def test_missing_cuda_is_a_clear_error(toy):
     config = resolve_config("lightgcn", "toy", device="cuda")
     with pytest.raises(TrainingError, match="no CUDA device"):
         train_run(config, toy, progress=False)
+
+
+def test_regenerated_tables_do_not_make_the_code_dirty(tmp_path):
+    """A study rewrites the shipped tables under results/; only changes to code or configuration are 'dirty'."""
+    import subprocess
+
+    from recrepro.provenance import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table2.md").write_text("old\n")
+    (tmp_path / "config.yaml").write_text("a: 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "results" / "table2.md").write_text("regenerated\n")
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "config.yaml").write_text("a: 2\n")
+    assert git_commit(tmp_path)["dirty"] is True
