@@ -9,6 +9,7 @@ from tabulate import tabulate
 
 from recrepro.atomic import write_text
 from recrepro.metrics import metric_names, short_metric
+from recrepro.paths import REPO_ROOT
 
 
 def collect(records: list[dict]) -> dict[str, dict[str, float]]:
@@ -27,6 +28,12 @@ def write_expected(path: Path, records: list[dict], tolerance: float) -> None:
         "runs": collect(records),
     }
     write_text(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
+
+
+def _shown(path: Path) -> str:
+    """A path as reports show it: relative to the repository when inside it (no machine paths in results)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def check(records: list[dict], expected_path: Path) -> tuple[bool, str]:
@@ -58,7 +65,7 @@ def check(records: list[dict], expected_path: Path) -> tuple[bool, str]:
             disable_numparse=True,
         )
         n_metrics = sum(len(m) for m in expected["runs"].values())
-        return True, f"all {n_metrics} metrics within ±{tolerance} of {expected_path}\n\n{table}\n"
+        return True, f"all {n_metrics} metrics within ±{tolerance} of {_shown(expected_path)}\n\n{table}\n"
     table = tabulate(
         rows,
         headers=["run", "metric", "expected", "actual", "drift", "status"],
@@ -66,7 +73,7 @@ def check(records: list[dict], expected_path: Path) -> tuple[bool, str]:
         disable_numparse=True,
     )
     return False, (
-        f"regression check failed against {expected_path} (tolerance ±{tolerance}):\n\n{table}\n\n"
+        f"regression check failed against {_shown(expected_path)} (tolerance ±{tolerance}):\n\n{table}\n\n"
         "If the change is intended, refresh the expected values: "
-        f"recrepro regression update <runs> --expected {expected_path}\n"
+        f"recrepro regression update <runs> --expected {_shown(expected_path)}\n"
     )

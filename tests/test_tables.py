@@ -166,3 +166,12 @@ def test_regression_check_without_expected_values_is_a_clear_error(tmp_path, cap
     missing, report = tmp_path / "expected.json", tmp_path / "r.md"
     assert main(["regression", "check", *paths, "--expected", str(missing), "--out", str(report)]) == 1
     assert str(missing) in caplog.text and not report.exists()
+
+
+def test_regression_report_names_the_expected_file_relative_to_the_repository(runs):
+    """Reports land under results/: they name the repository's expected file by its repository path."""
+    from recrepro.paths import REPO_ROOT
+
+    expected = REPO_ROOT / "tests" / "regression" / "expected.json"
+    _, report = regression.check(runs.records, expected)
+    assert "tests/regression/expected.json" in report and str(REPO_ROOT) not in report
