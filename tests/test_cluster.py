@@ -10,10 +10,12 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from helpers import clustered_interactions, write_canonical, write_card
 from services import postgres_server, slurm_cluster, wait_for
 from workflow import REPO, new_workdir, quick_configs
@@ -80,10 +82,11 @@ def test_two_workers_share_a_postgresql_study_and_survive_a_kill(tmp_path, monke
         assert not (study_dir / "journal.log").exists()  # everything went to the database
         written = [p for p in tmp_path.rglob("*") if p.is_file()]
         assert written and not [p for p in written if password.encode() in p.read_bytes()]
+        print(f"PostgreSQL study: {best['trials']}")  # pytest -rP shows it
 
 
 def _sacct(env: dict[str, str]) -> list[dict[str, str]]:
-    fields = ["JobIDRaw", "JobName", "State", "Comment", "ExitCode"]
+    fields = ["JobIDRaw", "JobName", "State", "Comment", "ExitCode", "Elapsed"]
     out = subprocess.run(
         ["sacct", "-X", "-a", "--parsable2", "--noheader", f"--format={','.join(fields)}", "--starttime", "now-1days"],
         capture_output=True, text=True, env=env, check=True,
@@ -121,6 +124,7 @@ def test_the_slurm_profile_runs_the_quick_study_on_a_slurm_cluster(tmp_path, qui
         args = ["results/table2.md", "--workflow-profile", str(REPO / "profiles" / "slurm"), *overrides,
                 *quick_configs(workdir)]  # fmt: skip
         victim = workdir / "results/runs/ml-100k/kgin/seed2023.ckpt"  # KGIN: the slowest training of the study
+        started = time.monotonic()
         run = subprocess.Popen(
             [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -148,3 +152,11 @@ def test_the_slurm_profile_runs_the_quick_study_on_a_slurm_cluster(tmp_path, qui
         log = (workdir / "logs/train/ml-100k/kgin/seed2023.log").read_text()
         assert "resumed kgin from" in log, log[-2000:]  # the retry continued from the checkpoint
         assert _metrics(workdir) == _metrics(quick_study)  # the same numbers as the local run, bit for bit
+        budget = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())["tuning"]["trials"]
+        summaries = (workdir / "results" / "tuning").rglob("best.yaml")
+        studies = {p.parent.name: read_best_summary(p)["trials"] for p in summaries}
+        assert studies and all(t["finished"] == budget for t in studies.values()), studies  # exact on SLURM too
+        # the record a reader wants (pytest -rP shows it): every job sacct saw, and each study's trials
+        print(f"SLURM run: {time.monotonic() - started:.0f} s wall, {len(jobs)} jobs")
+        print("\n".join(" | ".join(j.values()) for j in jobs))
+        print("\n".join(f"study {name}: {counts}" for name, counts in sorted(studies.items())))
