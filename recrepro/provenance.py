@@ -55,6 +55,18 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
     return out
 
 
+def portable_argv(argv: list[str], root: Path = REPO_ROOT) -> list[str]:
+    """The command line as records keep it: the program by its name, paths inside the checkout relative to it
+    (a record names no machine's folders)."""
+
+    def shown(arg: str) -> str:
+        path = Path(arg)
+        return str(path.relative_to(root)) if path.is_absolute() and path.is_relative_to(root) else arg
+
+    program = Path(argv[0]).parent.name if Path(argv[0]).name == "__main__.py" else Path(argv[0]).name
+    return [program, *map(shown, argv[1:])] if argv else []
+
+
 def provenance() -> dict[str, object]:
     """Provenance of the current process."""
     return {
@@ -64,5 +76,5 @@ def provenance() -> dict[str, object]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "argv": sys.argv,
+        "argv": portable_argv(sys.argv),
     }

@@ -166,3 +166,11 @@ def test_regenerated_tables_do_not_make_the_code_dirty(tmp_path):
     assert git_commit(tmp_path)["dirty"] is False
     (tmp_path / "config.yaml").write_text("a: 2\n")
     assert git_commit(tmp_path)["dirty"] is True
+
+
+def test_records_keep_the_command_line_without_machine_paths(tmp_path):
+    from recrepro.provenance import portable_argv
+
+    argv = [str(tmp_path / "recrepro" / "__main__.py"), "train", "--data", str(tmp_path / "resources" / "d"), "--x"]
+    assert portable_argv(argv, root=tmp_path) == ["recrepro", "train", "--data", "resources/d", "--x"]
+    assert portable_argv(["/usr/bin/recrepro", "--out", "/elsewhere/r.json"], root=tmp_path)[0] == "recrepro"
