@@ -119,7 +119,8 @@ class _AllPairsInfoNCE(torch.autograd.Function):
         x, y, totals, q, kept = ctx.saved_tensors
         t, block, n = ctx.temperature, ctx.block, x.shape[0]
         scale = grad * q / (q + 1e-8) / n / t  # c_n / t, the 1/t of the logits folded in
-        grad_x, grad_y = torch.empty_like(x), torch.zeros_like(y)
+        # y is often a constant (RLMRec-Gen's LLM profiles): its N x M x D product is then skipped
+        grad_x, grad_y = torch.empty_like(x), torch.zeros_like(y) if ctx.needs_input_grad[1] else None
         for start in range(0, n, block):
             rows = slice(start, start + block)
             g = kept if kept is not None else ((x[rows] / t) @ y.T).exp_()
@@ -127,7 +128,8 @@ class _AllPairsInfoNCE(torch.autograd.Function):
             torch.diagonal(g, offset=start).sub_(1)
             g.mul_(scale[rows].unsqueeze(1))
             grad_x[rows] = g @ y
-            grad_y.addmm_(g.T, x[rows])
+            if grad_y is not None:
+                grad_y.addmm_(g.T, x[rows])
         return grad_x, grad_y, None, None
 
 

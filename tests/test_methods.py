@@ -126,6 +126,18 @@ def test_blocked_ssl_con_loss_equals_the_reference_formula_in_value_and_gradient
         assert torch.allclose(g, e, rtol=1e-10, atol=1e-14)
 
 
+def test_ssl_con_loss_against_a_constant_target_gives_the_same_gradient_and_skips_the_target_product(monkeypatch):
+    """RLMRec-Gen's target (the LLM profiles) is a constant: x's gradient is unchanged, no N x M x D product for y."""
+    torch.manual_seed(0)
+    x = torch.randn(300, 16, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(300, 16, dtype=torch.float64)
+    expected = torch.autograd.grad(reference_ssl_con_loss(x, y, 0.5), x)[0]
+    products = []
+    monkeypatch.setattr(torch.Tensor, "addmm_", lambda self, *a, **k: products.append(1) or self, raising=False)
+    got = torch.autograd.grad(ssl_con_loss(x, y, 0.5, block=64), x)[0]
+    assert torch.allclose(got, expected, rtol=1e-10, atol=1e-14) and not products
+
+
 def irllrec_terms(toy, preset="paper", **switches):
     model = make("lightgcn-irllrec", toy, preset, **switches)
     model.train()
