@@ -57,3 +57,11 @@ def inside(base: Path, relative: str | Path) -> Path:
     if not target.resolve().is_relative_to(base.resolve()):
         raise ValueError(f"{str(relative)!r} points outside {base}")
     return target
+
+
+def shown(path: str | Path, root: Path = REPO_ROOT) -> str:
+    """A path as records and reports show it: relative to the checkout when it lies inside it (they name no
+    machine's folders), otherwise as given."""
+    if Path(path).is_absolute() and Path(path).resolve().is_relative_to(root.resolve()):
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    return str(path)

@@ -9,7 +9,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from recrepro.paths import REPO_ROOT
+from recrepro.paths import REPO_ROOT, shown
 
 TRACKED_PACKAGES = (
     "torch",
@@ -59,12 +59,8 @@ def portable_argv(argv: list[str], root: Path = REPO_ROOT) -> list[str]:
     """The command line as records keep it: the program by its name, paths inside the checkout relative to it
     (a record names no machine's folders)."""
 
-    def shown(arg: str) -> str:
-        path = Path(arg)
-        return str(path.relative_to(root)) if path.is_absolute() and path.is_relative_to(root) else arg
-
     program = Path(argv[0]).parent.name if Path(argv[0]).name == "__main__.py" else Path(argv[0]).name
-    return [program, *map(shown, argv[1:])] if argv else []
+    return [program, *(shown(arg, root) for arg in argv[1:])] if argv else []
 
 
 def provenance() -> dict[str, object]:

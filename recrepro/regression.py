@@ -9,7 +9,7 @@ from tabulate import tabulate
 
 from recrepro.atomic import write_text
 from recrepro.metrics import metric_names, short_metric
-from recrepro.paths import REPO_ROOT
+from recrepro.paths import shown
 
 
 def collect(records: list[dict]) -> dict[str, dict[str, float]]:
@@ -28,12 +28,6 @@ def write_expected(path: Path, records: list[dict], tolerance: float) -> None:
         "runs": collect(records),
     }
     write_text(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
-
-
-def _shown(path: Path) -> str:
-    """A path as reports show it: relative to the repository when inside it (no machine paths in results)."""
-    path = Path(path).resolve()
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def check(records: list[dict], expected_path: Path) -> tuple[bool, str]:
@@ -65,7 +59,7 @@ def check(records: list[dict], expected_path: Path) -> tuple[bool, str]:
             disable_numparse=True,
         )
         n_metrics = sum(len(m) for m in expected["runs"].values())
-        return True, f"all {n_metrics} metrics within ±{tolerance} of {_shown(expected_path)}\n\n{table}\n"
+        return True, f"all {n_metrics} metrics within ±{tolerance} of {shown(expected_path)}\n\n{table}\n"
     table = tabulate(
         rows,
         headers=["run", "metric", "expected", "actual", "drift", "status"],
@@ -73,7 +67,7 @@ def check(records: list[dict], expected_path: Path) -> tuple[bool, str]:
         disable_numparse=True,
     )
     return False, (
-        f"regression check failed against {_shown(expected_path)} (tolerance ±{tolerance}):\n\n{table}\n\n"
+        f"regression check failed against {shown(expected_path)} (tolerance ±{tolerance}):\n\n{table}\n\n"
         "If the change is intended, refresh the expected values: "
-        f"recrepro regression update <runs> --expected {_shown(expected_path)}\n"
+        f"recrepro regression update <runs> --expected {shown(expected_path)}\n"
     )
