@@ -19,12 +19,17 @@ import sys
 import time
 from pathlib import Path
 
-POLICIES = {"OpenMP default (threads spin)": "", "PASSIVE (the harness's default)": "PASSIVE"}
+POLICIES = {"OpenMP default (threads spin)": "default", "PASSIVE (the harness's default)": "PASSIVE"}
 
 
-def epoch_seconds(method: str, dataset: str, epochs: int) -> float:
+def epoch_seconds(method: str, dataset: str, epochs: int, policy: str) -> float:
     """Train ``epochs`` epochs in this process (no validation); the mean training seconds per epoch."""
-    import recrepro  # noqa: F401
+    import recrepro  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE unless it is set; torch is not imported yet)
+
+    if policy == "default":
+        os.environ.pop("OMP_WAIT_POLICY")  # OpenMP reads it when torch loads it, below
+    else:
+        os.environ["OMP_WAIT_POLICY"] = policy
     from recrepro.config import resolve_config
     from recrepro.data.canonical import load_canonical
     from recrepro.paths import canonical_dir
@@ -37,10 +42,12 @@ def epoch_seconds(method: str, dataset: str, epochs: int) -> float:
 
 
 def run(args: argparse.Namespace, policy: str, load: int) -> float:
-    env = {**os.environ, "OMP_WAIT_POLICY": policy, "OMP_NUM_THREADS": str(args.threads)}
+    env = {name: value for name, value in os.environ.items() if name != "OMP_WAIT_POLICY"}
+    env["OMP_NUM_THREADS"] = str(args.threads)
+    one = [sys.executable, __file__, "--one", "--policy", policy, "--dataset", args.dataset, "--method", args.method]
     background = [
         subprocess.Popen(
-            [sys.executable, __file__, "--one", "--dataset", args.dataset, "--method", args.method, "--epochs", "1000"],
+            one + ["--epochs", "1000"],
             env=env,
             stdout=subprocess.DEVNULL,
         )
@@ -48,8 +55,7 @@ def run(args: argparse.Namespace, policy: str, load: int) -> float:
     ]
     try:
         time.sleep(3 if load else 0)  # let the load start
-        cmd = [sys.executable, __file__, "--one", "--dataset", args.dataset, "--method", args.method]
-        out = subprocess.run(cmd + ["--epochs", str(args.epochs)], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(one + ["--epochs", str(args.epochs)], env=env, capture_output=True, text=True, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])["seconds_per_epoch"]
     finally:
         for process in background:
@@ -66,13 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--out", type=Path)
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--policy", choices=sorted(POLICIES.values()), default="PASSIVE", help=argparse.SUPPRESS)
     return parser
 
 
 def main() -> None:
     args = build_parser().parse_args()
     if args.one:
-        print(json.dumps({"seconds_per_epoch": epoch_seconds(args.method, args.dataset, args.epochs)}))
+        print(json.dumps({"seconds_per_epoch": epoch_seconds(args.method, args.dataset, args.epochs, args.policy)}))
         return
     rows = []
     for label, policy in POLICIES.items():
