@@ -41,28 +41,41 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def matches(record: dict, entry: dict) -> bool:
-    """Whether ``record`` ran the configuration of ``entry`` on the same inputs."""
-    if (record["method"], record["dataset"], record.get("preset", "faithful")) != (
-        entry["method"],
-        entry["dataset"],
-        entry.get("preset", "faithful"),
-    ):
-        return False
+def mismatch(record: dict, entry: dict) -> str | None:
+    """How ``record`` differs from the configuration and inputs of ``entry`` (the first difference), or None."""
+    ours = (record["method"], record["dataset"], record.get("preset", "faithful"))
+    theirs = (entry["method"], entry["dataset"], entry.get("preset", "faithful"))
+    if ours != theirs:
+        return f"method, dataset and preset are {ours}, the reference's {theirs}"
     inputs = record.get("inputs", {})
     for name, expected in entry.get("inputs", {}).items():
         actual = inputs.get(name)
         if isinstance(expected, dict):
-            if not isinstance(actual, dict) or any(actual.get(k) != v for k, v in expected.items()):
-                return False
-        elif actual != expected:
-            return False
+            actual = actual if isinstance(actual, dict) else {}
+            differing = [(f"inputs.{name}.{k}", actual.get(k), v) for k, v in expected.items() if actual.get(k) != v]
+        else:
+            differing = [(f"inputs.{name}", actual, expected)] if actual != expected else []
+        if differing:
+            field, have, want = differing[0]
+            return f"{field} is {_short(have)} here, {_short(want)} in the reference run"
     config = record.get("config", {})
     for section in ("model", "train"):
         for key, value in entry.get(section, {}).items():
-            if not _same(config.get(section, {}).get(key), value):
-                return False
-    return True
+            have = config.get(section, {}).get(key)
+            if not _same(have, value):
+                return f"{section}.{key} is {have} here, {value} in the reference run"
+    return None
+
+
+def matches(record: dict, entry: dict) -> bool:
+    """Whether ``record`` ran the configuration of ``entry`` on the same inputs."""
+    return mismatch(record, entry) is None
+
+
+def _short(value: Any) -> str:
+    """A checksum cut to 12 characters, anything else as is."""
+    text = str(value)
+    return f"{text[:12]}…" if isinstance(value, str) and len(text) == 64 else text
 
 
 @dataclass
@@ -212,7 +225,7 @@ def _unmatched(records: list[dict], reference: dict) -> str:
     lines = []
     for r in left:
         key = (r["method"], r["dataset"], r.get("preset", "faithful"))
-        reason = reasons.get(key, "no reference entry has this run's inputs and hyperparameters")
+        reason = reasons.get(key) or _closest_mismatch(r, reference)
         metrics = ", ".join(
             f"{part} {short_metric(m)} {_fmt(r['metrics'][part][m])}" for part in ("val", "test") for m in HEADLINE
         )
@@ -221,6 +234,19 @@ def _unmatched(records: list[dict], reference: dict) -> str:
             f"{metrics}. Not compared: {reason}."
         )
     return "\n## Our runs without a reference number\n\n" + "\n".join(lines) + "\n"
+
+
+def _closest_mismatch(record: dict, reference: dict) -> str:
+    """Why no entry matches: how the run differs from the entries of its method, dataset and preset."""
+    same_kind = [
+        mismatch(record, entry)
+        for entry in reference["comparisons"]
+        if (entry["method"], entry["dataset"], entry.get("preset", "faithful"))
+        == (record["method"], record["dataset"], record.get("preset", "faithful"))
+    ]
+    if not same_kind:
+        return "no reference entry for this method, dataset and preset"
+    return "no reference entry has this run's inputs and hyperparameters (" + "; ".join(same_kind) + ")"
 
 
 def _code(spec: dict) -> str:

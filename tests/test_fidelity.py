@@ -109,9 +109,20 @@ def test_runs_without_a_reference_number_are_listed_with_the_reason():
     section = text.split("## Our runs without a reference number")[1]
     assert ok and "kgin on toy, seed 2023: val R@20 0.3000" in section
     assert "Not compared: the reference run has not finished." in section
-    assert "dccf on toy" in section and "no reference entry has this run's inputs" in section
+    assert "dccf on toy" in section and "no reference entry for this method, dataset and preset" in section
     assert "lightgcn on toy" not in section
     assert "## Our runs without" not in fidelity.report([record()], reference)[0]
+
+
+def test_an_unmatched_run_says_how_it_differs_from_the_reference_run():
+    # e.g. text embeddings recomputed on another CPU: same texts, other last bits, so another checksum
+    other_text = record(inputs={"dataset_sha256": "d" * 64, "text": {"kind": "llm", "sha256": "e" * 64}})
+    other_lr = record(config={"model": {"layers": 2, "reg_weight": 1e-6}, "train": {"lr": 0.01}})
+    reference = {**REFERENCE, "comparisons": [entry()]}
+    section = fidelity.report([other_text, other_lr], reference)[0].split("## Our runs without a reference number")[1]
+    assert f"inputs.text.sha256 is {'e' * 12}… here, {'t' * 12}… in the reference run" in section
+    assert "train.lr is 0.01 here, 0.001 in the reference run" in section
+    assert fidelity.mismatch(record(), entry()) is None
 
 
 def test_fidelity_table_matches_golden_file():
