@@ -380,6 +380,39 @@ def test_local_model_answers_schema_valid_json_through_litellm(tmp_path, monkeyp
     assert vectors.shape == (3, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-3)
 
 
+_EMBED_BOTH_WAYS = """
+import sys
+import numpy as np
+import recrepro
+from recrepro.llm.local import _encoder, embed_texts
+kinds = ["a quiet drama", "a loud comedy", "space opera"]
+texts = [f"{i} films: " + " ".join(kinds[: 1 + i % 3] * (1 + i % 7)) for i in range(96)]
+ours = embed_texts("all-minilm-l6-v2", texts)
+float32 = _encoder("all-minilm-l6-v2").float().encode(texts, batch_size=64, convert_to_numpy=True)
+np.savez(sys.argv[1], ours=ours, float32=float32)
+"""
+
+
+@pytest.mark.slow
+def test_local_embeddings_do_not_depend_on_the_cpus_vector_instructions(tmp_path):
+    """The same texts embedded through two CPU code paths (as on two machines) give the same float32 bits."""
+    import os
+    import subprocess
+    import sys
+
+    paths = {"SSE4.2": ("default", "SSE4_2"), "AVX2": ("avx2", "AVX2")}
+    out = {}
+    for name, (aten, mkl) in paths.items():
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": aten, "MKL_ENABLE_INSTRUCTIONS": mkl, "OMP_NUM_THREADS": "1"}
+        subprocess.run([sys.executable, "-c", _EMBED_BOTH_WAYS, str(tmp_path / name)], env=env, check=True)
+        out[name] = np.load(tmp_path / f"{name}.npz")
+    a, b = out["SSE4.2"], out["AVX2"]
+    if np.array_equal(a["float32"], b["float32"]):
+        pytest.skip("this CPU runs both code paths alike, so the check would prove nothing here")
+    assert a["ours"].dtype == np.float32 and np.array_equal(a["ours"], b["ours"])
+    assert np.abs(a["ours"] - a["float32"]).max() < 1e-5  # the same model: float32 differs in the last bits only
+
+
 def test_identical_requests_are_sent_once(server, tmp_path):
     client = LLMClient(settings(server), ResponseCache(tmp_path / "c.jsonl"), progress=False)
     twice = requests_for(3) + requests_for(3)

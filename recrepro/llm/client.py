@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import recrepro  # noqa: F401  (LITELLM_LOCAL_MODEL_COST_MAP before litellm is imported)
 from recrepro.llm.cache import FailureLog, ResponseCache, decode_vector, encode_vector, request_key
-from recrepro.llm.local import is_local, register_local_provider
+from recrepro.llm.local import EMBEDDING_PRECISION, is_local, register_local_provider
 from recrepro.llm.prompts import PromptTemplate
 from recrepro.progress import progress_bar
 
@@ -467,7 +467,10 @@ class LLMClient:
     # -- embeddings ----------------------------------------------------------------------------------------
 
     def embedding_key(self, text: str) -> str:
-        return request_key({"kind": "embedding", "model": self.settings.embedding_model, "input": text})
+        payload = {"kind": "embedding", "model": self.settings.embedding_model, "input": text}
+        if is_local(self.settings.embedding_model):
+            payload["precision"] = EMBEDDING_PRECISION  # earlier float32 vectors are not reused
+        return request_key(payload)
 
     async def embed(self, texts: list[str], desc: str = "embeddings") -> np.ndarray:
         """Embed ``texts`` (cached per text); returns a float32 ``[len(texts), dim]`` array."""

