@@ -197,8 +197,8 @@ def report(records: list[dict], reference: dict, tolerance: float = TOLERANCE) -
     text = (
         "# Fidelity: ours vs the official code on identical inputs\n\n"
         f"{tabulate(table_rows, headers=headers, **fmt)}\n\n"
-        "Ours and the reference: the test metrics at the best validation epoch (KGIN rows compare validation "
-        "metrics, see their notes), averaged over the seeds each side ran (per-seed values in the notes), the same "
+        "Ours and the reference: the test metrics at the best validation epoch (validation metrics where the "
+        "Part column below says val), averaged over the seeds each side ran (per-seed values in the notes), the same "
         "hyperparameters and the same input files on both sides (checked by checksum). "
         f"*Within {tolerance:.0%}*: both {' and '.join(map(short_metric, HEADLINE))}"
         " within that relative difference. Speed: training seconds per epoch and peak resident memory of both "
