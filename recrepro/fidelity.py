@@ -41,12 +41,15 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _kind(item: dict) -> tuple[str, str, str]:
+    """(method, dataset, preset) of a run record, a comparison or a pending entry."""
+    return item["method"], item["dataset"], item.get("preset", "faithful")
+
+
 def mismatch(record: dict, entry: dict) -> str | None:
     """How ``record`` differs from the configuration and inputs of ``entry`` (the first difference), or None."""
-    ours = (record["method"], record["dataset"], record.get("preset", "faithful"))
-    theirs = (entry["method"], entry["dataset"], entry.get("preset", "faithful"))
-    if ours != theirs:
-        return f"method, dataset and preset are {ours}, the reference's {theirs}"
+    if _kind(record) != _kind(entry):
+        return f"method, dataset and preset are {_kind(record)}, the reference's {_kind(entry)}"
     inputs = record.get("inputs", {})
     for name, expected in entry.get("inputs", {}).items():
         actual = inputs.get(name)
@@ -214,17 +217,15 @@ def report(records: list[dict], reference: dict, tolerance: float = TOLERANCE) -
 
 
 def _unmatched(records: list[dict], reference: dict) -> str:
-    """Our runs that no comparison matches, each with the reason ``pending`` gives for it (or a generic one)."""
+    """Our runs that no comparison matches, each with the reason ``pending`` gives, or how it differs from them."""
     matched = {id(r) for row in rows(records, reference) for r in row.records}
     left = [r for r in records if id(r) not in matched]
     if not left:
         return ""
-    reasons = {
-        (p["method"], p["dataset"], p.get("preset", "faithful")): p["reason"] for p in reference.get("pending", [])
-    }
+    reasons = {_kind(p): p["reason"] for p in reference.get("pending", [])}
     lines = []
     for r in left:
-        key = (r["method"], r["dataset"], r.get("preset", "faithful"))
+        key = _kind(r)
         reason = reasons.get(key) or _closest_mismatch(r, reference)
         metrics = ", ".join(
             f"{part} {short_metric(m)} {_fmt(r['metrics'][part][m])}" for part in ("val", "test") for m in HEADLINE
@@ -238,12 +239,7 @@ def _unmatched(records: list[dict], reference: dict) -> str:
 
 def _closest_mismatch(record: dict, reference: dict) -> str:
     """Why no entry matches: how the run differs from the entries of its method, dataset and preset."""
-    same_kind = [
-        mismatch(record, entry)
-        for entry in reference["comparisons"]
-        if (entry["method"], entry["dataset"], entry.get("preset", "faithful"))
-        == (record["method"], record["dataset"], record.get("preset", "faithful"))
-    ]
+    same_kind = [mismatch(record, entry) for entry in reference["comparisons"] if _kind(entry) == _kind(record)]
     if not same_kind:
         return "no reference entry for this method, dataset and preset"
     return "no reference entry has this run's inputs and hyperparameters (" + "; ".join(same_kind) + ")"
