@@ -9,6 +9,7 @@ state is restored and the test set is evaluated once.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import random
@@ -116,9 +117,9 @@ class LoopState:
 class _Checkpoint:
     """Resumable training state (model, optimizer, random streams, loop), saved at every validation."""
 
-    def __init__(self, path: Path | None, config: RunConfig) -> None:
+    def __init__(self, path: Path | None, config: RunConfig, inputs: dict[str, Any]) -> None:
         self.path = path
-        self.key = config.model_dump_json()
+        self.key = json.dumps({"config": config.model_dump(mode="json"), "inputs": inputs}, sort_keys=True)
 
     def restore(self, model: Method, optimizer: torch.optim.Optimizer, rng: np.random.Generator) -> LoopState | None:
         """Load a checkpoint of this configuration into the objects; None if there is none."""
@@ -126,7 +127,7 @@ class _Checkpoint:
             return None
         saved = torch.load(self.path, weights_only=True)
         if saved.get("config") != self.key:
-            log.warning("ignoring checkpoint %s: it was written for another configuration", self.path)
+            log.warning("ignoring checkpoint %s: it was written for another configuration or other inputs", self.path)
             return None
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -219,6 +220,12 @@ def _validate(
     return metric
 
 
+def _inputs(data: InteractionData, model: Method) -> dict[str, Any]:
+    """Checksums of everything the run reads: the dataset and each side input."""
+    extras = model.inputs.extras
+    return {"dataset_sha256": data.checksum, **{name: value.fingerprint() for name, value in extras.items()}}
+
+
 def _record(
     config: RunConfig, data: InteractionData, model: Method, state: LoopState, val: EvalResult, test: EvalResult | None
 ) -> dict[str, Any]:
@@ -234,7 +241,7 @@ def _record(
         "deviations": list(config.deviations) + [v.deviation for v in extras.values() if getattr(v, "deviation", None)],
         "side_inputs": {name: value.describe() for name, value in extras.items()},
         "dataset_sha256": data.checksum,
-        "inputs": {"dataset_sha256": data.checksum, **{name: value.fingerprint() for name, value in extras.items()}},
+        "inputs": _inputs(data, model),
         "metrics": {"val": val.means, **({"test": test.means} if test else {})},
         "n_eval_users": {"val": len(val.users), **({"test": len(test.users)} if test else {})},
         "best_epoch": state.best_epoch,
@@ -276,7 +283,7 @@ def train_run(
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
     sampler = NegativeSampler(data)
     val_eval = Evaluator(data.train_csr, data.csr("val"), tp.ks, tp.eval_batch_size, device)
-    ckpt = _Checkpoint(checkpoint, config)
+    ckpt = _Checkpoint(checkpoint, config, _inputs(data, model))
     state = ckpt.restore(model, optimizer, rng) or LoopState()
     if state.epoch:
         log.info("resumed %s from %s at epoch %d", config.method, checkpoint, state.epoch)

@@ -1,5 +1,7 @@
 """The shared trainer: learning, early stopping, test-once, determinism, resume, and configuration errors."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -82,6 +84,24 @@ def test_resume_from_checkpoint_gives_the_same_result(toy, tmp_path):
     resumed = train_run(config, toy, progress=False, checkpoint=ckpt)
     assert resumed.record["metrics"] == reference.record["metrics"]
     assert resumed.record["epochs_run"] == reference.record["epochs_run"]
+
+
+def test_a_checkpoint_of_other_inputs_is_not_resumed(toy, tmp_path, caplog):
+    config = resolve_config("lightgcn", "toy", overrides={"train": {**FAST["train"], "max_epochs": 8}})
+    ckpt = tmp_path / "run.ckpt"
+    toy = dataclasses.replace(toy, checksum="a" * 64)  # prepared datasets carry their checksum
+
+    def interrupt_at_epoch_4(epoch, metric):
+        if epoch == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, toy, progress=False, checkpoint=ckpt, on_validation=interrupt_at_epoch_4)
+    other = dataclasses.replace(clustered_interactions(n_users=80, n_items=160, seed=4), checksum="b" * 64)
+    fresh = train_run(config, other, progress=False)
+    resumed = train_run(config, other, progress=False, checkpoint=ckpt)
+    assert "ignoring checkpoint" in caplog.text
+    assert resumed.record["metrics"] == fresh.record["metrics"]
 
 
 def test_negative_sampler_never_returns_training_items(toy):
