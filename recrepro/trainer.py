@@ -30,6 +30,7 @@ from recrepro.evaluation import EvalResult, Evaluator
 from recrepro.graph import DGL_CUDA_INSTALL, InteractionGraph, dgl_has_cuda
 from recrepro.method import Method, MethodInputs
 from recrepro.progress import progress_bar
+from recrepro.provenance import git_commit
 from recrepro.registry import get_method
 from recrepro.sampling import NegativeSampler
 
@@ -112,6 +113,7 @@ class LoopState:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     stopped_early: bool = False
+    code: list[dict[str, Any]] = field(default_factory=list)  # the checkout of each process that trained, by epoch
 
 
 class _Checkpoint:
@@ -247,6 +249,7 @@ def _record(
         "best_epoch": state.best_epoch,
         "epochs_run": state.epoch,
         "stopped_early": state.stopped_early,
+        "trained_by": state.code,
         "seconds_per_epoch": state.train_seconds / epochs,
         "seconds_per_validation": state.eval_seconds / max(len(state.history), 1),
         "train_seconds": state.train_seconds,
@@ -287,6 +290,7 @@ def train_run(
     state = ckpt.restore(model, optimizer, rng) or LoopState()
     if state.epoch:
         log.info("resumed %s from %s at epoch %d", config.method, checkpoint, state.epoch)
+    state.code.append({"from_epoch": state.epoch, **git_commit()})
 
     bar = progress_bar(tp.max_epochs, f"{config.method}/{config.dataset}", "epoch", progress, initial=state.epoch)
     for epoch in range(state.epoch, tp.max_epochs):

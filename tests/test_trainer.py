@@ -84,6 +84,9 @@ def test_resume_from_checkpoint_gives_the_same_result(toy, tmp_path):
     resumed = train_run(config, toy, progress=False, checkpoint=ckpt)
     assert resumed.record["metrics"] == reference.record["metrics"]
     assert resumed.record["epochs_run"] == reference.record["epochs_run"]
+    # the record names the code of both processes that trained it, and where the second one took over
+    assert [part["from_epoch"] for part in resumed.record["trained_by"]] == [0, 5]
+    assert all({"commit", "dirty"} <= part.keys() for part in resumed.record["trained_by"])
 
 
 def test_a_checkpoint_of_other_inputs_is_not_resumed(toy, tmp_path, caplog):
