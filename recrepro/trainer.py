@@ -229,7 +229,13 @@ def _inputs(data: InteractionData, model: Method) -> dict[str, Any]:
 
 
 def _record(
-    config: RunConfig, data: InteractionData, model: Method, state: LoopState, val: EvalResult, test: EvalResult | None
+    config: RunConfig,
+    data: InteractionData,
+    inputs: dict[str, Any],
+    model: Method,
+    state: LoopState,
+    val: EvalResult,
+    test: EvalResult | None,
 ) -> dict[str, Any]:
     """The run record: configuration, inputs, metrics, training facts and costs."""
     extras = model.inputs.extras
@@ -243,7 +249,7 @@ def _record(
         "deviations": list(config.deviations) + [v.deviation for v in extras.values() if getattr(v, "deviation", None)],
         "side_inputs": {name: value.describe() for name, value in extras.items()},
         "dataset_sha256": data.checksum,
-        "inputs": _inputs(data, model),
+        "inputs": inputs,
         "metrics": {"val": val.means, **({"test": test.means} if test else {})},
         "n_eval_users": {"val": len(val.users), **({"test": len(test.users)} if test else {})},
         "best_epoch": state.best_epoch,
@@ -286,7 +292,8 @@ def train_run(
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
     sampler = NegativeSampler(data)
     val_eval = Evaluator(data.train_csr, data.csr("val"), tp.ks, tp.eval_batch_size, device)
-    ckpt = _Checkpoint(checkpoint, config, _inputs(data, model))
+    inputs = _inputs(data, model)
+    ckpt = _Checkpoint(checkpoint, config, inputs)
     state = ckpt.restore(model, optimizer, rng) or LoopState()
     if state.epoch:
         log.info("resumed %s from %s at epoch %d", config.method, checkpoint, state.epoch)
@@ -319,5 +326,8 @@ def train_run(
     if evaluate_test:  # the test set, once
         test = _evaluate(model, Evaluator(data.train_csr, data.csr("test"), tp.ks, tp.eval_batch_size, device))
     return RunOutcome(
-        record=_record(config, data, model, state, best_val, test), val=best_val, test=test, history=state.history
+        record=_record(config, data, inputs, model, state, best_val, test),
+        val=best_val,
+        test=test,
+        history=state.history,
     )
