@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -276,7 +277,12 @@ def _cmd_fidelity(args: argparse.Namespace) -> None:
     from recrepro import fidelity
 
     records = [json.loads(Path(path).read_text()) for path in args.runs]
-    text, ok = fidelity.report(records, fidelity.load_reference(args.reference), args.tolerance)
+    reference = fidelity.load_reference(args.reference)
+    plot_name = None
+    if args.plot:
+        fidelity.plot_curves(records, reference, args.plot)
+        plot_name = os.path.relpath(args.plot, args.out.parent)
+    text, ok = fidelity.report(records, reference, args.tolerance, plot_name)
     _write(args.out, text)
     if args.check and not ok:
         raise RuntimeError(f"some rows differ from the reference by more than {args.tolerance:.0%}; see {args.out}")
@@ -457,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", type=Path, default=paths.REPO_ROOT / "config" / "reference_numbers.yaml")
     p.add_argument("--tolerance", type=float, default=0.03, help="relative tolerance (default 0.03)")
     p.add_argument("--check", action="store_true", help="exit with an error if an unexplained row is outside it")
+    p.add_argument("--plot", type=Path, help="PNG of the official and our validation curves, linked from the table")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_cmd_fidelity)
 

@@ -7,6 +7,11 @@ is matched to an entry only if all of these agree, so a tuned run or a run on ot
 a reference number it does not correspond to. Entries without a matching run are listed as not run; runs without
 a matching entry are listed too, with the reason the file's ``pending`` list gives (e.g. a reference run that has
 not finished), so that nothing is silently left out.
+
+An entry may also carry the official run's validation curve (``validation_curves``: per seed, the validated epochs
+and the headline metrics as its log printed them). Where a run of ours has the same seed, the report gives the
+largest gap between the two curves at the epochs both validated, and ``plot_curves`` draws them side by side: the
+place to look when two runs end at different best epochs.
 """
 
 from __future__ import annotations
@@ -118,12 +123,67 @@ class Row:
         return all(abs(d) <= tolerance for d in diffs)
 
 
+@dataclass(frozen=True)
+class CurveGap:
+    """The official validation curve of one seed against ours: the epochs both validated, the largest gaps there."""
+
+    seed: int
+    epochs: list[int]
+    largest: dict[str, float]  # headline metric -> max |ours - reference| over ``epochs``
+    last: dict[str, float]  # headline metric -> ours - reference at the last of ``epochs``
+
+
+def _of_seed(entry: dict, key: str, seed: int):
+    """An entry's value of ``key`` for one seed: lists (best_epoch, epochs_run) are aligned with ``seeds``."""
+    value = entry.get(key)
+    if not isinstance(value, list):
+        return value
+    seeds = entry.get("seeds") or []
+    return value[seeds.index(seed)] if seed in seeds and len(seeds) == len(value) else None
+
+
+def curve_pairs(row: Row) -> list[tuple[int, dict, dict]]:
+    """(seed, reference curve, our curve) for every seed with an official curve and a run of ours.
+
+    A curve is ``{"epoch": [...], metric: [...]}``; ours comes from the run record's validation history."""
+    curves = row.entry.get("validation_curves") or {}
+    pairs = []
+    for record in row.records:
+        reference = curves.get(record["seed"])
+        history = [h for h in record.get("history", []) if "val" in h]
+        if reference and history:
+            ours = {"epoch": [h["epoch"] for h in history]}
+            ours |= {m: [h["val"][m] for h in history] for m in HEADLINE}
+            pairs.append((record["seed"], reference, ours))
+    return pairs
+
+
+def curve_gaps(row: Row) -> list[CurveGap]:
+    """The largest gap between the official validation curve and ours, per seed, at the epochs both validated."""
+    gaps = []
+    for seed, reference, ours in curve_pairs(row):
+        at_ref = {e: k for k, e in enumerate(reference["epoch"])}
+        at_ours = {e: k for k, e in enumerate(ours["epoch"])}
+        common = sorted(set(at_ref) & set(at_ours))
+        if common:
+            metrics = [m for m in HEADLINE if m in reference]
+            gap = {m: [ours[m][at_ours[e]] - reference[m][at_ref[e]] for e in common] for m in metrics}
+            gaps.append(
+                CurveGap(seed, common, {m: max(map(abs, gap[m])) for m in metrics}, {m: gap[m][-1] for m in metrics})
+            )
+    return gaps
+
+
 def rows(records: list[dict], reference: dict) -> list[Row]:
     return [Row(entry, [r for r in records if matches(r, entry)]) for entry in reference["comparisons"]]
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _signed(value: float | None) -> str:
+    return "–" if value is None else f"{round(value, 4) + 0.0:+.4f}"  # + 0.0: no "-0.0000"
 
 
 def _pct(value: float | None) -> str:
@@ -147,11 +207,16 @@ def _label(entry: dict) -> str:
     return entry["method"] + ("" if preset == "faithful" else f" ({preset})")
 
 
-def report(records: list[dict], reference: dict, tolerance: float = TOLERANCE) -> tuple[str, bool]:
-    """The fidelity table (markdown) and whether every compared row is within ``tolerance`` or explained."""
+def report(
+    records: list[dict], reference: dict, tolerance: float = TOLERANCE, plot_name: str | None = None
+) -> tuple[str, bool]:
+    """The fidelity table (markdown) and whether every compared row is within ``tolerance`` or explained.
+
+    ``plot_name``: the file name of the validation-curve plot (``plot_curves``) to link, if one is written."""
     table_rows, detail_rows, notes = [], [], []
     all_ok = True
-    for number, row in enumerate(rows(records, reference), start=1):
+    all_rows = rows(records, reference)
+    for number, row in enumerate(all_rows, start=1):
         entry = row.entry
         within = row.within(tolerance)
         if within is None:
@@ -208,12 +273,92 @@ def report(records: list[dict], reference: dict, tolerance: float = TOLERANCE) -
         "implementations measured back to back on the same machine (the note says which), ratio = reference / "
         "ours.\n\n"
         f"## All metrics\n\n{tabulate(detail_rows, headers=detail_headers, **fmt)}\n\n"
+        f"{_curves_section(all_rows, plot_name)}"
         f"## Reference code\n\n{code}\n\n## Notes and provenance\n\n"
         + "\n".join(notes)
         + "\n"
         + _unmatched(records, reference)
     )
     return text, all_ok
+
+
+def _curves_section(all_rows: list[Row], plot_name: str | None) -> str:
+    """Validation curves, official vs ours: the largest gap per row and seed, and which rows have no curve."""
+    table, without = [], []
+    for number, row in enumerate(all_rows, start=1):
+        gaps = curve_gaps(row)
+        if not gaps and row.records:
+            without.append(f"[{number}]")
+        for gap in gaps:
+            ours_run = ", ".join(str(r.get("epochs_run", "–")) for r in row.records if r["seed"] == gap.seed)
+            stopped = f"{_of_seed(row.entry, 'epochs_run', gap.seed) or '–'} / {ours_run}"
+            table.append(
+                [f"[{number}]", _label(row.entry), row.entry["dataset"], gap.seed, len(gap.epochs)]
+                + [f"{gap.epochs[0]}–{gap.epochs[-1]}", *(_fmt(gap.largest.get(m)) for m in HEADLINE)]
+                + [_signed(gap.last.get(m)) for m in HEADLINE]
+                + [stopped]
+            )
+    if not table:
+        return ""
+    headers = ["", "Method", "Dataset", "Seed", "Common validations", "Epochs"]
+    headers += [f"Largest gap {short_metric(m)}" for m in HEADLINE]
+    headers += [f"Last gap {short_metric(m)}" for m in HEADLINE] + ["Epochs run ref / ours"]
+    text = (
+        "## Validation curves\n\n"
+        f"{tabulate(table, headers=headers, tablefmt='github', disable_numparse=True)}\n\n"
+        "The official run's validation metrics as its log printed them (4 decimals) and ours from the run record, "
+        "compared at the epochs both validated: the largest absolute difference there, and ours minus the "
+        "official at the last of them."
+    )
+    if without:
+        text += f" Rows with a run of ours but no recorded official curve: {', '.join(without)}."
+    if plot_name:
+        text += f"\n\n![Validation curves, official code vs ours]({plot_name})"
+    return text + "\n\n"
+
+
+def plot_curves(records: list[dict], reference: dict, path: Path) -> None:
+    """Official and our validation curves, one panel per row and seed with both (headline metrics)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        (number, row, seed, ref, ours)
+        for number, row in enumerate(rows(records, reference), start=1)
+        for seed, ref, ours in curve_pairs(row)
+    ]
+    if not panels:
+        raise ValueError("no row has both an official validation curve and a run of ours to plot")
+    columns = min(3, len(panels))
+    rows_needed = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows_needed, columns, figsize=(5 * columns, 3.3 * rows_needed), squeeze=False)
+    for ax, (number, row, seed, ref, ours) in zip(axes.flat, panels):
+        for metric, color in zip(HEADLINE, ("tab:blue", "tab:orange")):
+            if metric in ref:
+                ax.plot(ref["epoch"], ref[metric], "--", color=color, label=f"official {short_metric(metric)}")
+            ax.plot(ours["epoch"], ours[metric], "-", color=color, alpha=0.8, label=f"ours {short_metric(metric)}")
+        for record in row.records:
+            if record["seed"] == seed:
+                ax.axvline(record["best_epoch"], color="grey", linewidth=0.8)
+        best = _of_seed(row.entry, "best_epoch", seed)
+        if best is not None:
+            ax.axvline(best, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_title(f"[{number}] {_label(row.entry)}, {row.entry['dataset']}, seed {seed}", fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], color="grey", linewidth=0.8))
+    labels.append("best epoch (dashed: official)")
+    fig.legend(handles, labels, fontsize=8, loc="upper center", ncol=5, bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _unmatched(records: list[dict], reference: dict) -> str:

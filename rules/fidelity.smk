@@ -46,10 +46,12 @@ rule fidelity:
         records=ancient(FIDELITY_RECORDS),
         reference="config/reference_numbers.yaml",
     output:
-        "results/fidelity.md",
+        table="results/fidelity.md",
+        plot="results/fidelity-curves.png",
     log:
         "logs/tables/fidelity.log",
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro fidelity {input.records:q} --reference {input.reference:q} --out {output:q} > {log:q} 2>&1"
+        "python -m recrepro fidelity {input.records:q} --reference {input.reference:q}"
+        " --plot {output.plot:q} --out {output.table:q} > {log:q} 2>&1"

@@ -125,9 +125,69 @@ def test_an_unmatched_run_says_how_it_differs_from_the_reference_run():
     assert fidelity.mismatch(record(), entry()) is None
 
 
+def history(epochs, recall, ndcg):
+    """A run record's validation history with the given headline values."""
+    return [{"epoch": e, "val": {"recall@20": r, "ndcg@20": n}} for e, r, n in zip(epochs, recall, ndcg)]
+
+
+CURVE = {"epoch": [0, 3, 6, 9], "recall@20": [0.10, 0.20, 0.28, 0.30], "ndcg@20": [0.08, 0.16, 0.22, 0.24]}
+
+
+def test_validation_curves_are_compared_at_the_epochs_both_validated():
+    # ours validated at 0, 3, 6 (stopped earlier) and at 1, which the reference did not
+    ours = record(history=history([0, 1, 3, 6], [0.13, 0.5, 0.19, 0.285], [0.08, 0.5, 0.17, 0.22]), epochs_run=7)
+    reference = {**REFERENCE, "comparisons": [entry(validation_curves={2023: CURVE}, epochs_run=10)]}
+    [gap] = fidelity.curve_gaps(fidelity.rows([ours], reference)[0])
+    assert gap.seed == 2023 and gap.epochs == [0, 3, 6]
+    assert gap.largest == pytest.approx({"recall@20": 0.03, "ndcg@20": 0.01})
+    assert gap.last == pytest.approx({"recall@20": 0.005, "ndcg@20": 0.0})
+    section = fidelity.report([ours], reference)[0].split("## Validation curves")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| [1]"))
+    assert "0–6" in row and "0.0300" in row and "0.0100" in row and "+0.0050" in row and "+0.0000" in row
+    assert "10 / 7" in row
+
+
+def test_only_seeds_with_an_official_curve_are_compared_and_rows_without_one_are_named():
+    curves = {2024: CURVE}
+    seeds = [record(seed=s, history=history([0, 3], [0.1, 0.2], [0.08, 0.16])) for s in (2023, 2024)]
+    reference = {
+        **REFERENCE,
+        "comparisons": [entry(seeds=[2023, 2024], validation_curves=curves), entry(method="dccf")],
+    }
+    plain = record(method="dccf", history=history([0], [0.1], [0.1]))
+    gaps = fidelity.curve_gaps(fidelity.rows([*seeds, plain], reference)[0])
+    assert [g.seed for g in gaps] == [2024] and gaps[0].largest == pytest.approx({"recall@20": 0, "ndcg@20": 0})
+    text = fidelity.report([*seeds, plain], reference)[0]
+    assert "no recorded official curve: [2]." in text
+    assert "## Validation curves" not in fidelity.report([plain], reference)[0]
+
+
+def test_fidelity_command_plots_the_curves_and_links_the_plot(tmp_path):
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps(record(history=history([0, 3, 6], [0.1, 0.2, 0.3], [0.08, 0.16, 0.22]))))
+    reference = tmp_path / "reference.yaml"
+    reference.write_text(yaml.safe_dump({**REFERENCE, "comparisons": [entry(validation_curves={2023: CURVE})]}))
+    out, plot = tmp_path / "tables" / "fidelity.md", tmp_path / "plots" / "curves.png"
+    assert main(["fidelity", str(run), "--reference", str(reference), "--plot", str(plot), "--out", str(out)]) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](../plots/curves.png)" in out.read_text()
+    # nothing to plot: a clear error, and no table written in its place
+    reference.write_text(yaml.safe_dump({**REFERENCE, "comparisons": [entry()]}))
+    out.unlink()
+    with pytest.raises(ValueError, match="no row has both an official validation curve and a run of ours"):
+        fidelity.plot_curves([record()], fidelity.load_reference(reference), plot)
+    assert main(["fidelity", str(run), "--reference", str(reference), "--plot", str(plot), "--out", str(out)]) == 1
+    assert not out.exists()
+
+
 def test_fidelity_table_matches_golden_file():
-    reference = {**REFERENCE, "comparisons": [entry(), entry(method="dccf", part="val", timing=None)]}
-    text, _ = fidelity.report([record(recall=0.31, ndcg=0.24), record(method="dccf", seed=1)], reference)
+    curve = {2023: CURVE}
+    reference = {
+        **REFERENCE,
+        "comparisons": [entry(validation_curves=curve), entry(method="dccf", part="val", timing=None)],
+    }
+    ours = record(recall=0.31, ndcg=0.24, history=history([0, 3], [0.11, 0.2], [0.08, 0.15]), epochs_run=4)
+    text, _ = fidelity.report([ours, record(method="dccf", seed=1)], reference, plot_name="fidelity-curves.png")
     path = GOLDEN / "fidelity.md"
     assert text == path.read_text(), f"the fidelity table differs from {path}"
 
@@ -158,3 +218,9 @@ def test_the_committed_reference_numbers_are_well_formed():
     for e in reference["comparisons"]:
         assert e["code"] in reference["code"] and e["source"] and set(e["metrics"]) == set(METRICS), e
         assert e["inputs"]["dataset_sha256"] and e["model"] and e["train"]
+        for seed, curve in e.get("validation_curves", {}).items():
+            # a curve ends where that official run stopped, with one value per validated epoch
+            assert seed in fidelity.Row(e, []).reference_seeds, (e["method"], seed)
+            assert curve["epoch"] == sorted(set(curve["epoch"])) and curve["epoch"][0] == 0, (e["method"], seed)
+            assert all(len(curve[m]) == len(curve["epoch"]) for m in ("recall@20", "ndcg@20")), (e["method"], seed)
+            assert curve["epoch"][-1] + 1 == fidelity._of_seed(e, "epochs_run", seed), (e["method"], seed)
