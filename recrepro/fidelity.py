@@ -131,6 +131,7 @@ class CurveGap:
     epochs: list[int]
     largest: dict[str, float]  # headline metric -> max |ours - reference| over ``epochs``
     last: dict[str, float]  # headline metric -> ours - reference at the last of ``epochs``
+    ours_epochs_run: int | None = None
 
 
 def _of_seed(entry: dict, key: str, seed: int):
@@ -142,8 +143,8 @@ def _of_seed(entry: dict, key: str, seed: int):
     return value[seeds.index(seed)] if seed in seeds and len(seeds) == len(value) else None
 
 
-def curve_pairs(row: Row) -> list[tuple[int, dict, dict]]:
-    """(seed, reference curve, our curve) for every seed with an official curve and a run of ours.
+def curve_pairs(row: Row) -> list[tuple[dict, dict, dict]]:
+    """(our run record, reference curve, our curve) for every run of ours whose seed has an official curve.
 
     A curve is ``{"epoch": [...], metric: [...]}``; ours comes from the run record's validation history."""
     curves = row.entry.get("validation_curves") or {}
@@ -154,23 +155,22 @@ def curve_pairs(row: Row) -> list[tuple[int, dict, dict]]:
         if reference and history:
             ours = {"epoch": [h["epoch"] for h in history]}
             ours |= {m: [h["val"][m] for h in history] for m in HEADLINE}
-            pairs.append((record["seed"], reference, ours))
+            pairs.append((record, reference, ours))
     return pairs
 
 
 def curve_gaps(row: Row) -> list[CurveGap]:
     """The largest gap between the official validation curve and ours, per seed, at the epochs both validated."""
     gaps = []
-    for seed, reference, ours in curve_pairs(row):
+    for record, reference, ours in curve_pairs(row):
         at_ref = {e: k for k, e in enumerate(reference["epoch"])}
         at_ours = {e: k for k, e in enumerate(ours["epoch"])}
         common = sorted(set(at_ref) & set(at_ours))
         if common:
             metrics = [m for m in HEADLINE if m in reference]
             gap = {m: [ours[m][at_ours[e]] - reference[m][at_ref[e]] for e in common] for m in metrics}
-            gaps.append(
-                CurveGap(seed, common, {m: max(map(abs, gap[m])) for m in metrics}, {m: gap[m][-1] for m in metrics})
-            )
+            largest, last = {m: max(map(abs, gap[m])) for m in metrics}, {m: gap[m][-1] for m in metrics}
+            gaps.append(CurveGap(record["seed"], common, largest, last, record.get("epochs_run")))
     return gaps
 
 
@@ -290,8 +290,7 @@ def _curves_section(all_rows: list[Row], plot_name: str | None) -> str:
         if not gaps and row.records:
             without.append(f"[{number}]")
         for gap in gaps:
-            ours_run = ", ".join(str(r.get("epochs_run", "–")) for r in row.records if r["seed"] == gap.seed)
-            stopped = f"{_of_seed(row.entry, 'epochs_run', gap.seed) or '–'} / {ours_run}"
+            stopped = f"{_of_seed(row.entry, 'epochs_run', gap.seed) or '–'} / {gap.ours_epochs_run or '–'}"
             table.append(
                 [f"[{number}]", _label(row.entry), row.entry["dataset"], gap.seed, len(gap.epochs)]
                 + [f"{gap.epochs[0]}–{gap.epochs[-1]}", *(_fmt(gap.largest.get(m)) for m in HEADLINE)]
@@ -325,23 +324,22 @@ def plot_curves(records: list[dict], reference: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = [
-        (number, row, seed, ref, ours)
+        (number, row, record, ref, ours)
         for number, row in enumerate(rows(records, reference), start=1)
-        for seed, ref, ours in curve_pairs(row)
+        for record, ref, ours in curve_pairs(row)
     ]
     if not panels:
         raise ValueError("no row has both an official validation curve and a run of ours to plot")
     columns = min(3, len(panels))
     rows_needed = -(-len(panels) // columns)
     fig, axes = plt.subplots(rows_needed, columns, figsize=(5 * columns, 3.3 * rows_needed), squeeze=False)
-    for ax, (number, row, seed, ref, ours) in zip(axes.flat, panels):
+    for ax, (number, row, record, ref, ours) in zip(axes.flat, panels):
+        seed = record["seed"]
         for metric, color in zip(HEADLINE, ("tab:blue", "tab:orange")):
             if metric in ref:
                 ax.plot(ref["epoch"], ref[metric], "--", color=color, label=f"official {short_metric(metric)}")
             ax.plot(ours["epoch"], ours[metric], "-", color=color, alpha=0.8, label=f"ours {short_metric(metric)}")
-        for record in row.records:
-            if record["seed"] == seed:
-                ax.axvline(record["best_epoch"], color="grey", linewidth=0.8)
+        ax.axvline(record["best_epoch"], color="grey", linewidth=0.8)
         best = _of_seed(row.entry, "best_epoch", seed)
         if best is not None:
             ax.axvline(best, color="grey", linewidth=0.8, linestyle="--")
