@@ -277,7 +277,7 @@ def report(
         f"## Reference code\n\n{code}\n\n## Notes and provenance\n\n"
         + "\n".join(notes)
         + "\n"
-        + _unmatched(records, reference)
+        + _unmatched(records, reference, all_rows)
     )
     return text, all_ok
 
@@ -359,9 +359,9 @@ def plot_curves(records: list[dict], reference: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _unmatched(records: list[dict], reference: dict) -> str:
+def _unmatched(records: list[dict], reference: dict, all_rows: list[Row]) -> str:
     """Our runs that no comparison matches, each with the reason ``pending`` gives, or how it differs from them."""
-    matched = {id(r) for row in rows(records, reference) for r in row.records}
+    matched = {id(r) for row in all_rows for r in row.records}
     left = [r for r in records if id(r) not in matched]
     if not left:
         return ""
