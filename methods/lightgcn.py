@@ -34,7 +34,7 @@ class LightGCNEncoder(nn.Module):
         return torch.cat([self.user_embeds, self.item_embeds])
 
     def forward(self, initial: torch.Tensor | None = None) -> Encoded:
-        adjacency = self.graph.drop_edges(self.keep_rate) if self.training else self.graph.graph
+        adjacency = self.graph.drop_edges(self.keep_rate) if self.training else None
         layer = self.initial() if initial is None else initial
         inputs, total = [], layer
         for _ in range(self.layers):

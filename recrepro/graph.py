@@ -1,17 +1,18 @@
 """The user-item interaction graph on DGL, with the propagation kernels the methods share.
 
 Nodes are users ``0..U-1`` followed by items ``U..U+I-1``; each training interaction is stored as two
-directed edges. Symmetric normalisation D^-1/2 A D^-1/2 is applied by scaling node features before and after
-an unweighted ``copy_u`` + ``sum`` pass, which is several times faster on CPU than edge-weighted messages.
+directed edges. Propagation over D^-1/2 A D^-1/2 (and its edge-dropped copies) is a pair of torch CSR products,
+the matrix for the forward pass and its transpose for the backward one: on CPU that is faster than DGL's
+``copy_u`` + ``sum`` pass over a subgraph built for every dropout mask (``benchmarks/propagation.py``).
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from functools import cached_property
 
 import dgl
-import dgl.function as fn
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -58,24 +59,34 @@ class InteractionGraph:
     def n_edges(self) -> int:
         return self.graph.num_edges()
 
-    def drop_edges(self, keep_rate: float) -> dgl.DGLGraph:
-        """A copy of the graph keeping each directed edge independently with probability ``keep_rate``.
+    @cached_property
+    def edge_norm(self) -> torch.Tensor:
+        """Per edge ``t -> h`` (edge order), the entry ``d_h^-1/2 d_t^-1/2`` of the normalised adjacency."""
+        return (self.norm[self.dst] * self.norm[self.src]).squeeze(1)
 
-        Used with :meth:`propagate` this reproduces the reference's edge dropout: entries of the normalised
-        adjacency are masked with no rescaling and no re-normalisation (the norms stay the full graph's).
+    @cached_property
+    def adjacency(self) -> Adjacency:
+        """D^-1/2 A D^-1/2 of the full graph."""
+        return self.weighted(self.edge_norm)
+
+    def weighted(self, edge_weights: torch.Tensor) -> Adjacency:
+        """The adjacency with ``edge_weights`` (edge order) as its entries."""
+        return Adjacency(self._sparse(edge_weights, "dst"), self._sparse(edge_weights, "src"))
+
+    def drop_edges(self, keep_rate: float) -> Adjacency:
+        """The normalised adjacency with each directed edge kept independently with probability ``keep_rate``.
+
+        This is the reference's edge dropout: entries of the normalised adjacency are masked with no rescaling
+        and no re-normalisation (the norms stay the full graph's).
         """
         if keep_rate >= 1.0:
-            return self.graph
+            return self.adjacency
         keep = torch.rand(self.n_edges, device=self.device) < keep_rate
-        return dgl.edge_subgraph(self.graph, keep.nonzero().squeeze(1), relabel_nodes=False, store_ids=False)
+        return self.weighted(self.edge_norm * keep)
 
-    def propagate(self, features: torch.Tensor, graph: dgl.DGLGraph | None = None) -> torch.Tensor:
-        """One step of D^-1/2 A D^-1/2 ``features`` over ``graph`` (default: the full graph)."""
-        graph = self.graph if graph is None else graph
-        with graph.local_scope():
-            graph.srcdata["h"] = features * self.norm
-            graph.update_all(fn.copy_u("h", "m"), fn.sum("m", "h"))
-            return graph.dstdata["h"] * self.norm
+    def propagate(self, features: torch.Tensor, adjacency: Adjacency | None = None) -> torch.Tensor:
+        """One step of ``adjacency`` ``features`` (default: D^-1/2 A D^-1/2 of the full graph)."""
+        return _Product.apply(features, self.adjacency if adjacency is None else adjacency)
 
     def adaptive_propagate(self, similarity_features: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """DCCF's adaptive augmentation: ``r = G x`` with ``G[h, t] = a_ht / sum_t' a_ht'`` and
@@ -111,6 +122,27 @@ class InteractionGraph:
     def split(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Split node rows into (user rows, item rows)."""
         return embeddings[: self.n_users], embeddings[self.n_users :]
+
+
+@dataclass(frozen=True)
+class Adjacency:
+    """A weighted adjacency as two CSR matrices: ``forward`` (rows: destinations) and its transpose."""
+
+    forward: torch.Tensor
+    transpose: torch.Tensor
+
+
+class _Product(torch.autograd.Function):
+    """``A x`` with the gradient ``A^T g`` from the stored transpose (torch would transpose A at every step)."""
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, adjacency: Adjacency) -> torch.Tensor:
+        ctx.adjacency = adjacency
+        return adjacency.forward @ features
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return ctx.adjacency.transpose @ grad.contiguous(), None
 
 
 class _AdaptivePropagate(torch.autograd.Function):

@@ -230,6 +230,33 @@ def test_l2_normalize_matches_torch():
     assert torch.allclose(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(theirs.sum(), x)[0], rtol=1e-9)
 
 
+def test_propagation_and_edge_dropout_equal_the_dense_normalised_adjacency():
+    """``propagate`` over the full graph and over an edge-dropped copy against dense D^-1/2 A D^-1/2 (masked, not
+    re-normalised, as the reference's dropout), in value and gradient, on a graph with isolated nodes."""
+    from recrepro.data.canonical import InteractionData
+    from recrepro.graph import InteractionGraph
+
+    rng = np.random.default_rng(1)
+    pairs = np.unique(np.stack([rng.integers(0, 7, 30), rng.integers(0, 9, 30)], 1), axis=0)
+    graph = InteractionGraph(InteractionData("t", 8, 10, pairs, pairs[:2], pairs[:2]))  # user 7, item 9 isolated
+    degree = torch.zeros(graph.n_nodes).index_add_(0, graph.dst, torch.ones(graph.n_edges))
+    norm = torch.where(degree > 0, degree.clamp(min=1).pow(-0.5), 0.0)
+    torch.manual_seed(0)
+    keep = torch.rand(graph.n_edges) < 0.5
+    torch.manual_seed(0)
+    dropped = graph.drop_edges(0.5)  # the same draw
+    assert 0 < int(keep.sum()) < graph.n_edges
+    for adjacency, kept in ((None, torch.ones_like(keep)), (dropped, keep)):
+        expected = torch.zeros(graph.n_nodes, graph.n_nodes)
+        expected[graph.dst[kept], graph.src[kept]] = norm[graph.dst[kept]] * norm[graph.src[kept]]
+        x = torch.randn(graph.n_nodes, 4, requires_grad=True)
+        ours = graph.propagate(x, adjacency)
+        torch.testing.assert_close(ours, expected @ x)
+        g = torch.randn_like(ours)
+        torch.testing.assert_close(torch.autograd.grad((ours * g).sum(), x)[0], expected.T @ g)
+        assert ours[7].abs().sum() == 0 and ours[8 + 9].abs().sum() == 0
+
+
 def test_adaptive_propagation_equals_the_reference_formula_in_value_and_gradient():
     """DCCF's adaptive augmentation (hand-written backward) against the reference's gather / index_add form, in
     float64, on a graph with isolated nodes."""
