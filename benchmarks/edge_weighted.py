@@ -129,8 +129,9 @@ def main() -> None:
         lines.append(f"| {name} | {statistics.median(timings[name]):.1f} | {diff:.1e} |")
     print("\n".join(lines))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+        from recrepro.atomic import write_text
+
+        write_text(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

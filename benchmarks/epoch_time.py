@@ -138,8 +138,9 @@ def main() -> None:
         )
     print("\n".join(lines))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+        from recrepro.atomic import write_text
+
+        write_text(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

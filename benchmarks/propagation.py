@@ -120,8 +120,9 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        from recrepro.atomic import write_text
+
+        write_text(args.out, text)
 
 
 if __name__ == "__main__":

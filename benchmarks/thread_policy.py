@@ -94,8 +94,9 @@ def main() -> None:
     )
     print(text)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        from recrepro.atomic import write_text
+
+        write_text(args.out, text)
 
 
 if __name__ == "__main__":

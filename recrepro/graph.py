@@ -133,7 +133,7 @@ class Adjacency:
 
 
 class _Product(torch.autograd.Function):
-    """``A x`` with the gradient ``A^T g`` from the stored transpose (torch would transpose A at every step)."""
+    """``A x``; its gradient ``A^T g`` uses the stored transpose, so no backward pass transposes ``A``."""
 
     @staticmethod
     def forward(ctx, features: torch.Tensor, adjacency: Adjacency) -> torch.Tensor:
