@@ -23,11 +23,13 @@ def measure(method: str, dataset: str, steps: int, text: str | None, top: int) -
     import time
     from functools import partial
 
+    from recrepro import runtime
+
+    runtime.configure_environment()  # before torch loads, as in training (OpenMP reads its settings then)
     import numpy as np
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    import recrepro  # noqa: F401
     from recrepro.config import resolve_config
     from recrepro.data.canonical import load_canonical
     from recrepro.inputs import load_extra
