@@ -93,8 +93,9 @@ class _AllPairsInfoNCE(torch.autograd.Function):
     """mean_n -log(p_n / (T_n + 1e-8) + 1e-8) with E = exp(x y^T / t), p_n = E_nn, T_n = sum_m E_nm, for normalised
     rows x, y, computed in blocks of rows.
 
-    One block's exponentials are the only large buffer: it is kept for the backward pass when everything fits in
-    one block, and recomputed block by block otherwise (O(block x M) memory). The gradient with respect to the
+    One block's exponentials are the only large buffer, allocated once per pass and reused by every block: it is
+    kept for the backward pass when everything fits in one block, and recomputed block by block otherwise
+    (O(block x M) memory). The gradient with respect to the
     logits is c_n (E_nm / (T_n + 1e-8) - [n = m]) with c_n = q_n / (q_n + 1e-8) / N and q_n = p_n / (T_n + 1e-8).
     """
 
@@ -102,13 +103,13 @@ class _AllPairsInfoNCE(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, y: torch.Tensor, temperature: float, block: int):
         n = x.shape[0]
         totals, positives = x.new_empty(n), x.new_empty(n)
-        kept = None
+        buffer = x.new_empty(min(n, block), y.shape[0])
         for start in range(0, n, block):
-            e = ((x[start : start + block] / temperature) @ y.T).exp_()
-            totals[start : start + block] = e.sum(1)
-            positives[start : start + block] = torch.diagonal(e, offset=start)
-            if n <= block:
-                kept = e
+            rows = slice(start, min(start + block, n))
+            e = torch.mm(x[rows] / temperature, y.T, out=buffer[: rows.stop - start]).exp_()
+            totals[rows] = e.sum(1)
+            positives[rows] = torch.diagonal(e, offset=start)
+        kept = buffer if n <= block else None
         q = positives / (totals + 1e-8)
         ctx.save_for_backward(x, y, totals, q, kept)
         ctx.temperature, ctx.block = temperature, block
@@ -121,9 +122,10 @@ class _AllPairsInfoNCE(torch.autograd.Function):
         scale = grad * q / (q + 1e-8) / n / t  # c_n / t, the 1/t of the logits folded in
         # y is often a constant (RLMRec-Gen's LLM profiles): its N x M x D product is then skipped
         grad_x, grad_y = torch.empty_like(x), torch.zeros_like(y) if ctx.needs_input_grad[1] else None
+        buffer = kept if kept is not None else x.new_empty(min(n, block), y.shape[0])
         for start in range(0, n, block):
-            rows = slice(start, start + block)
-            g = kept if kept is not None else ((x[rows] / t) @ y.T).exp_()
+            rows = slice(start, min(start + block, n))
+            g = buffer if kept is not None else torch.mm(x[rows] / t, y.T, out=buffer[: rows.stop - start]).exp_()
             g.div_((totals[rows] + 1e-8).unsqueeze(1))
             torch.diagonal(g, offset=start).sub_(1)
             g.mul_(scale[rows].unsqueeze(1))
