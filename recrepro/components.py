@@ -60,10 +60,6 @@ class TextAlignment(nn.Module):
     def item_text(self) -> torch.Tensor:
         return self.text[self.n_users :]
 
-    def project_all(self) -> torch.Tensor:
-        """f(text) of every user and item (users first)."""
-        return self.projector(self.text)
-
     def _in_batch(
         self, item_emb: torch.Tensor, items: torch.Tensor, projected_items: torch.Tensor | None
     ) -> torch.Tensor:
@@ -80,8 +76,8 @@ class TextAlignment(nn.Module):
         neg: torch.Tensor,
         projected: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The weighted alignment loss of one batch; ``projected`` may pass :meth:`project_all` when the caller
-        has it already."""
+        """The weighted alignment loss of one batch; ``projected`` may pass f(text) of every user and item (users
+        first) when the caller has it already."""
         projected_users = self.projector(self.user_text) if projected is None else projected[: self.n_users]
         projected_items = None if projected is None else projected[self.n_users :]
         distinct_users, user_counts = torch.unique(users, return_counts=True)

@@ -163,6 +163,40 @@ def test_each_irllrec_ablation_switch_removes_its_term(toy, switch, removed):
     assert ablated == pytest.approx(expected, rel=1e-6, abs=1e-12)
 
 
+def test_the_carried_teacher_product_gives_the_losses_of_the_direct_one(toy):
+    """IRLLRec carries its momentum teacher's first-layer product from step to step; setting the mode before
+    every step (which drops it) computes it directly each time: both give the same losses and weights."""
+
+    def train(reanchor_every_step: bool) -> tuple[list[dict], torch.nn.Module]:
+        model = make("lightgcn-irllrec", toy, "paper")
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        torch.manual_seed(5)
+        model.train()
+        history = []
+        for _ in range(12):
+            if reanchor_every_step:
+                model.train()
+            model.before_step()
+            terms = model.loss(*batch(toy))
+            optimizer.zero_grad()
+            terms["loss"].backward()
+            optimizer.step()
+            history.append({k: v.item() for k, v in terms.items()})
+        return history, model
+
+    carried, carried_model = train(reanchor_every_step=False)
+    direct, direct_model = train(reanchor_every_step=True)
+    assert carried_model.addon._teacher_product is not None  # it was carried, not recomputed
+    for step_carried, step_direct in zip(carried, direct):
+        assert step_carried == pytest.approx(step_direct, rel=1e-5, abs=1e-12)
+    for (name, a), b in zip(carried_model.state_dict().items(), direct_model.state_dict().values()):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), name
+    teacher = carried_model.addon.teacher
+    exact = teacher(carried_model.addon.intent_alignment.text)
+    first, activation, second = teacher
+    assert torch.allclose(second(activation(carried_model.addon._teacher_product + first.bias)), exact, atol=1e-5)
+
+
 def test_faithful_irllrec_terms_are_practically_inactive(toy):
     faithful = irllrec_terms(toy, preset="faithful")
     assert faithful["translation"] < 1e-5 * faithful["loss"] and faithful["itm"] < 1e-5 * faithful["loss"]
