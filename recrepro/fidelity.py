@@ -12,6 +12,10 @@ An entry may also carry the official run's validation curve (``validation_curves
 and the headline metrics as its log printed them). Where a run of ours has the same seed, the report gives the
 largest gap between the two curves at the epochs both validated, and ``plot_curves`` draws them side by side: the
 place to look when two runs end at different best epochs.
+
+An entry without ``metrics`` records a speed measurement only (``timing``: both implementations' epoch time on
+the same inputs), for a configuration whose full runs do not fit the machine the table was made on; its row says
+so instead of comparing numbers.
 """
 
 from __future__ import annotations
@@ -100,8 +104,12 @@ class Row:
         return sum(values) / len(values) if values else None
 
     def difference(self, metric: str) -> float | None:
-        ours, ref = self.ours(metric), self.entry["metrics"].get(metric)
+        ours, ref = self.ours(metric), self.reference(metric)
         return None if ours is None or ref is None else (ours - ref) / ref
+
+    def reference(self, metric: str) -> float | None:
+        """The official code's value of ``metric`` (None for an entry that records speed only)."""
+        return self.entry.get("metrics", {}).get(metric)
 
     @property
     def reference_seeds(self) -> list:
@@ -219,7 +227,9 @@ def report(
     for number, row in enumerate(all_rows, start=1):
         entry = row.entry
         within = row.within(tolerance)
-        if within is None:
+        if not entry.get("metrics"):
+            verdict = "speed only"
+        elif within is None:
             verdict = "not run"
         elif within:
             verdict = "yes"
@@ -235,7 +245,7 @@ def report(
         )
         headline = []
         for metric in HEADLINE:
-            headline += [_fmt(row.ours(metric)), _fmt(entry["metrics"].get(metric)), _pct(row.difference(metric))]
+            headline += [_fmt(row.ours(metric)), _fmt(row.reference(metric)), _pct(row.difference(metric))]
         table_rows.append(
             [
                 f"{_label(entry)} [{number}]",
@@ -251,8 +261,9 @@ def report(
         )
         detail = [f"[{number}]", _label(entry), entry["dataset"], row.part]
         for metric in metric_names():
-            detail.append(f"{_fmt(row.ours(metric))} / {_fmt(entry['metrics'].get(metric))}")
-        detail_rows.append(detail)
+            detail.append(f"{_fmt(row.ours(metric))} / {_fmt(row.reference(metric))}")
+        if entry.get("metrics"):  # a speed-only entry has no numbers to list
+            detail_rows.append(detail)
         notes.append(_note(number, row))
     headers = ["Method", "Dataset", "Text", "Seeds ref / ours"]
     for metric in HEADLINE:
