@@ -17,6 +17,7 @@ import yaml
 from recrepro.data.canonical import FORMAT_VERSION, InteractionData, normalize_pairs, write_interactions
 from recrepro.data.cards import DatasetCard
 from recrepro.data.fetch import sha256_file
+from recrepro.inputs import KnowledgeGraph, TextEmbeddings
 
 
 def random_interactions(
@@ -272,3 +273,33 @@ def write_canonical(data: InteractionData, folder: Path) -> None:
             }
         )
     )
+
+
+PROFILE_DIM, INTENT_DIM = 24, 40
+
+
+def synthetic_extras(name, data, text_dir=None):
+    """Random text embeddings and a random knowledge graph for ``data``: the side inputs of every method."""
+    rng = np.random.default_rng(0)
+    if name == "text":
+        manifest = {
+            "model": "synthetic",
+            "embedding_model": "synthetic",
+            "embedding_dim": PROFILE_DIM,
+            "checksums": {"embeddings.npz": "0" * 64},
+        }
+        return TextEmbeddings(
+            user_profile=rng.normal(size=(data.n_users, PROFILE_DIM)).astype(np.float32),
+            item_profile=rng.normal(size=(data.n_items, PROFILE_DIM)).astype(np.float32),
+            user_intent=rng.normal(size=(data.n_users, INTENT_DIM)).astype(np.float32),
+            item_intent=rng.normal(size=(data.n_items, INTENT_DIM)).astype(np.float32),
+            manifest=manifest,
+        )
+    if name == "kg":
+        heads = rng.integers(0, data.n_items, 200)
+        tails = rng.integers(data.n_items, data.n_items + 20, 200)
+        triples = np.stack([heads, rng.integers(0, 3, 200), tails], 1)
+        return KnowledgeGraph(
+            triples=triples, relations=np.array(["a", "b", "c"]), n_entities=data.n_items + 20, source="synthetic"
+        )
+    raise KeyError(name)

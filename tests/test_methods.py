@@ -4,46 +4,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import clustered_interactions
+from helpers import clustered_interactions, synthetic_extras
 
 from recrepro.config import resolve_config
-from recrepro.inputs import KnowledgeGraph, TextEmbeddings
 from recrepro.nn import ssl_con_loss
 from recrepro.registry import get_method, list_methods
 from recrepro.trainer import build_model, seed_everything
-
-PROFILE_DIM, INTENT_DIM = 24, 40
 
 
 @pytest.fixture(scope="module")
 def toy():
     return clustered_interactions(n_users=40, n_items=60, seed=1)
-
-
-def synthetic_extras(name, data, text_dir=None):
-    rng = np.random.default_rng(0)
-    if name == "text":
-        manifest = {
-            "model": "synthetic",
-            "embedding_model": "synthetic",
-            "embedding_dim": PROFILE_DIM,
-            "checksums": {"embeddings.npz": "0" * 64},
-        }
-        return TextEmbeddings(
-            user_profile=rng.normal(size=(data.n_users, PROFILE_DIM)).astype(np.float32),
-            item_profile=rng.normal(size=(data.n_items, PROFILE_DIM)).astype(np.float32),
-            user_intent=rng.normal(size=(data.n_users, INTENT_DIM)).astype(np.float32),
-            item_intent=rng.normal(size=(data.n_items, INTENT_DIM)).astype(np.float32),
-            manifest=manifest,
-        )
-    if name == "kg":
-        heads = rng.integers(0, data.n_items, 200)
-        tails = rng.integers(data.n_items, data.n_items + 20, 200)
-        triples = np.stack([heads, rng.integers(0, 3, 200), tails], 1)
-        return KnowledgeGraph(
-            triples=triples, relations=np.array(["a", "b", "c"]), n_entities=data.n_items + 20, source="synthetic"
-        )
-    raise KeyError(name)
 
 
 def cases():

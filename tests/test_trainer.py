@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from helpers import clustered_interactions
+from helpers import clustered_interactions, synthetic_extras
 
 from recrepro.config import ConfigError, parse_overrides, resolve_config
 from recrepro.evaluation import Evaluator
@@ -76,14 +76,24 @@ def interrupt_at_epoch_4(epoch, metric):
         raise Interrupt
 
 
-def test_resume_from_checkpoint_gives_the_same_result(toy, tmp_path):
-    config = resolve_config("lightgcn", "toy", overrides={"train": {**FAST["train"], "max_epochs": 8}})
-    reference = train_run(config, toy, progress=False)
+@pytest.mark.parametrize("method, preset", [("lightgcn", "faithful"), ("lightgcn-irllrec", "paper")])
+def test_resume_from_checkpoint_gives_the_same_result(toy, tmp_path, method, preset):
+    # IRLLRec carries its teacher's product between steps: the paper preset makes the matching term count
+    config = resolve_config(method, "toy", preset=preset, overrides={"train": {**FAST["train"], "max_epochs": 8}})
+    reference = train_run(config, toy, extras_loader=synthetic_extras, progress=False)
     ckpt = tmp_path / "run.ckpt"
     with pytest.raises(Interrupt):
-        train_run(config, toy, progress=False, checkpoint=ckpt, on_validation=interrupt_at_epoch_4)
-    resumed = train_run(config, toy, progress=False, checkpoint=ckpt)
+        train_run(
+            config,
+            toy,
+            extras_loader=synthetic_extras,
+            progress=False,
+            checkpoint=ckpt,
+            on_validation=interrupt_at_epoch_4,
+        )
+    resumed = train_run(config, toy, extras_loader=synthetic_extras, progress=False, checkpoint=ckpt)
     assert resumed.record["metrics"] == reference.record["metrics"]
+    assert resumed.history == reference.history  # every epoch's loss terms, to the last bit
     assert resumed.record["epochs_run"] == reference.record["epochs_run"]
     # the record names the code of both processes that trained it, and where the second one took over
     assert [part["from_epoch"] for part in resumed.record["trained_by"]] == [0, 5]
