@@ -251,7 +251,7 @@ def report(
                 f"{_label(entry)} [{number}]",
                 entry["dataset"],
                 entry.get("text", "none"),
-                f"{len(row.reference_seeds)} / {len(row.records)}",
+                f"{len(row.reference_seeds) if entry.get('metrics') else '–'} / {len(row.records)}",
                 *headline,
                 verdict,
                 epochs,

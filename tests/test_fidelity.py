@@ -91,7 +91,7 @@ def test_a_speed_only_entry_gives_its_ratio_and_compares_no_numbers():
     text, ok = fidelity.report([record()], {**REFERENCE, "comparisons": [entry(), speed_only]})
     assert ok
     row = next(line for line in text.splitlines() if line.startswith("| lightgcn [2]"))
-    assert "speed only" in row and "4.0x" in row and "900 / 600" in row and "%" not in row
+    assert "speed only" in row and "4.0x" in row and "900 / 600" in row and "%" not in row and "| – / 0 " in row
     assert "| [2]" not in text.split("## All metrics")[1].split("\n## ")[0]  # no numbers to list
 
 
