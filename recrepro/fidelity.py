@@ -107,6 +107,11 @@ class Row:
         ours, ref = self.ours(metric), self.reference(metric)
         return None if ours is None or ref is None else (ours - ref) / ref
 
+    @property
+    def speed_only(self) -> bool:
+        """The entry records the two implementations' speed, and no metrics of the official code."""
+        return not self.entry.get("metrics")
+
     def reference(self, metric: str) -> float | None:
         """The official code's value of ``metric`` (None for an entry that records speed only)."""
         return self.entry.get("metrics", {}).get(metric)
@@ -227,7 +232,7 @@ def report(
     for number, row in enumerate(all_rows, start=1):
         entry = row.entry
         within = row.within(tolerance)
-        if not entry.get("metrics"):
+        if row.speed_only:
             verdict = "speed only"
         elif within is None:
             verdict = "not run"
@@ -251,7 +256,7 @@ def report(
                 f"{_label(entry)} [{number}]",
                 entry["dataset"],
                 entry.get("text", "none"),
-                f"{len(row.reference_seeds) if entry.get('metrics') else '–'} / {len(row.records)}",
+                f"{'–' if row.speed_only else len(row.reference_seeds)} / {len(row.records)}",
                 *headline,
                 verdict,
                 epochs,
@@ -259,11 +264,9 @@ def report(
                 memory,
             ]
         )
-        detail = [f"[{number}]", _label(entry), entry["dataset"], row.part]
-        for metric in metric_names():
-            detail.append(f"{_fmt(row.ours(metric))} / {_fmt(row.reference(metric))}")
-        if entry.get("metrics"):  # a speed-only entry has no numbers to list
-            detail_rows.append(detail)
+        if not row.speed_only:  # a speed-only entry has no numbers to list
+            detail = [f"[{number}]", _label(entry), entry["dataset"], row.part]
+            detail_rows.append(detail + [f"{_fmt(row.ours(m))} / {_fmt(row.reference(m))}" for m in metric_names()])
         notes.append(_note(number, row))
     headers = ["Method", "Dataset", "Text", "Seeds ref / ours"]
     for metric in HEADLINE:

@@ -95,8 +95,8 @@ class _AllPairsInfoNCE(torch.autograd.Function):
 
     One block's exponentials are the only large buffer, allocated once per pass and reused by every block: it is
     kept for the backward pass when everything fits in one block, and recomputed block by block otherwise
-    (O(block x M) memory). The gradient with respect to the
-    logits is c_n (E_nm / (T_n + 1e-8) - [n = m]) with c_n = q_n / (q_n + 1e-8) / N and q_n = p_n / (T_n + 1e-8).
+    (O(block x M) memory). The gradient with respect to the logits is c_n (E_nm / (T_n + 1e-8) - [n = m]) with
+    c_n = q_n / (q_n + 1e-8) / N and q_n = p_n / (T_n + 1e-8).
     """
 
     @staticmethod
