@@ -38,6 +38,9 @@ def load_reference(path: Path | str) -> dict[str, Any]:
     reference = yaml.safe_load(Path(path).read_text())
     if not isinstance(reference, dict) or not isinstance(reference.get("comparisons"), list):
         raise ValueError(f"{path}: expected a mapping with a `comparisons` list")
+    for number, entry in enumerate(reference["comparisons"], start=1):
+        if not entry.get("metrics") and not entry.get("timing"):
+            raise ValueError(f"{path}: comparison {number} ({_kind(entry)}) has neither metrics nor timing")
     return reference
 
 

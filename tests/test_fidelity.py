@@ -222,6 +222,14 @@ def test_a_malformed_reference_file_is_a_clear_error(tmp_path):
         fidelity.load_reference(bad)
 
 
+def test_a_reference_entry_without_metrics_or_timing_is_a_clear_error(tmp_path):
+    bad = tmp_path / "reference.yaml"
+    empty = {k: v for k, v in entry().items() if k not in ("metrics", "timing")}
+    bad.write_text(yaml.safe_dump({**REFERENCE, "comparisons": [entry(), empty]}))
+    with pytest.raises(ValueError, match="comparison 2 .* has neither metrics nor timing"):
+        fidelity.load_reference(bad)
+
+
 def test_the_committed_reference_numbers_are_well_formed():
     reference = fidelity.load_reference(Path(__file__).parent.parent / "config" / "reference_numbers.yaml")
     for e in reference["comparisons"]:
