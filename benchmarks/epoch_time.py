@@ -3,13 +3,17 @@
     python benchmarks/epoch_time.py --dataset amazon --methods lightgcn --epochs 10
 
 Prints a markdown table with the reference implementation's numbers (config/reference_numbers.yaml) and the
-ratio where they exist. The dataset must be prepared (``recrepro fetch`` + ``recrepro prepare``).
+ratio where they exist. The dataset must be prepared (``recrepro fetch`` + ``recrepro prepare``). ``--threads`` and
+``--exclusive`` mean what they mean to ``recrepro``: ``--threads 2 --exclusive`` times a method as a job of
+``snakemake --cores 2 --config threads=2`` runs (the fidelity runs), without ``--exclusive`` as one of several jobs
+side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="use random text embeddings of these sizes (e.g. 1536,3072, the reference's) instead of "
         "the LLM stage's outputs; for timing only",
     )
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    parser.add_argument("--exclusive", action="store_true", help="OpenMP's own wait policy, as `recrepro --exclusive`")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser
@@ -103,7 +109,15 @@ def main() -> None:
 
     text_dims = tuple(int(x) for x in args.synthetic_text.split(",")) if args.synthetic_text else None
     if args.child:
-        print(json.dumps(measure(args.child, args.dataset, args.epochs, args.device, args.set, text_dims)))
+        from recrepro import runtime  # its import sets the runtime defaults; torch is not imported yet
+
+        if args.exclusive:
+            runtime.use_cpus_alone()
+        if args.threads:
+            runtime.set_threads(args.threads)
+        policy = os.environ.get("OMP_WAIT_POLICY", "OpenMP's default")
+        row = measure(args.child, args.dataset, args.epochs, args.device, args.set, text_dims)
+        print(json.dumps(row | {"wait_policy": policy}))
         return
 
     reference = yaml.safe_load((REPO / "config" / "reference_numbers.yaml").read_text())
@@ -123,14 +137,18 @@ def main() -> None:
         ] + [f"--set={item}" for item in args.set]
         if args.synthetic_text:
             cmd += ["--synthetic-text", args.synthetic_text]
+        cmd += ["--threads", str(args.threads)] * bool(args.threads) + ["--exclusive"] * args.exclusive
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             sys.exit(f"{method} failed:\n{proc.stderr[-3000:]}")
         rows[method] = json.loads(proc.stdout.strip().splitlines()[-1])
 
     text = f", random text embeddings of {args.synthetic_text} dimensions" if args.synthetic_text else ""
+    policies = ", ".join(sorted({row["wait_policy"] for row in rows.values()}))
+    threads = f"{args.threads or 'all'} threads, OpenMP wait policy {policies}"
     lines = [
-        f"Epoch time and peak memory: dataset {args.dataset}, {args.epochs} epochs, device {args.device}{text}.",
+        f"Epoch time and peak memory: dataset {args.dataset}, {args.epochs} epochs, device {args.device}, "
+        f"{threads}{text}.",
         f"Command: `python benchmarks/epoch_time.py {' '.join(sys.argv[1:])}`",
         "",
         "| method | s/epoch (train) | s/validation | peak RSS (MB) | peak CUDA (MB) | reference s/epoch | "

@@ -23,7 +23,7 @@ import numpy as np
 import recrepro  # noqa: F401  (sets runtime defaults before heavy imports)
 from recrepro import paths
 from recrepro.atomic import write_text
-from recrepro.runtime import set_threads
+from recrepro.runtime import set_threads, use_cpus_alone
 
 log = logging.getLogger("recrepro")
 
@@ -326,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--threads", type=int, help="CPU threads for torch and DGL (default: all cores)")
+    parser.add_argument(
+        "--exclusive",
+        action="store_true",
+        help="this job has its CPUs to itself: idle OpenMP threads spin briefly (OpenMP's default) instead of "
+        "sleeping at once (the harness's default, for jobs that run side by side); an OMP_WAIT_POLICY you set wins",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fetch", help="download and verify a dataset's files")
@@ -482,7 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads:  # before torch and DGL are imported where possible (OpenMP reads these once)
+    if args.exclusive:  # before torch and DGL are imported (OpenMP reads its settings once)
+        use_cpus_alone()
+    if args.threads:
         set_threads(args.threads)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -3,7 +3,10 @@ spinning, and a heap that keeps freed memory for reuse.
 
 - ``OMP_WAIT_POLICY=PASSIVE``: OpenMP worker threads sleep when idle. With the default policy they spin, and on a
   busy machine (Snakemake running jobs side by side, a shared server) spinning threads steal the cores the other
-  jobs need: ``benchmarks/thread_policy.py`` measures the difference.
+  jobs need: ``benchmarks/thread_policy.py`` measures the difference. A job that has its CPUs to itself
+  (``--exclusive``, which the workflow passes to a job whose threads are all of its cores) keeps OpenMP's own
+  default instead: idle threads spin briefly, then sleep, which is faster between the many small parallel
+  regions of a training step.
 - Thread counts come from the job (``--threads``, which the workflow sets from each rule's ``threads``) and apply
   to torch, MKL and both OpenMP runtimes (torch's and DGL's).
 - glibc returns large freed blocks to the system at once, so every training step pays page faults to get them
@@ -24,9 +27,16 @@ import sys
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 
+_WAIT_POLICY = "OMP_WAIT_POLICY"
+# set next to the harness's PASSIVE default, so that a child process (a Snakemake job) can tell it from a user's choice
+_WAIT_POLICY_IS_DEFAULT = "RECREPRO_DEFAULT_OMP_WAIT_POLICY"
+
+
 def configure_environment() -> None:
     """Defaults that must be in place before torch, DGL or LiteLLM are imported."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if _WAIT_POLICY not in os.environ:
+        os.environ[_WAIT_POLICY] = "PASSIVE"
+        os.environ[_WAIT_POLICY_IS_DEFAULT] = "1"
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network request on import
     os.environ.setdefault("DGLBACKEND", "pytorch")  # no backend guess, no config file written on first import
 
@@ -41,6 +51,13 @@ def keep_freed_memory() -> None:
         return
     libc.mallopt(_M_MMAP_MAX, 0)
     libc.mallopt(_M_TRIM_THRESHOLD, -1)  # -1: never trim
+
+
+def use_cpus_alone() -> None:
+    """This process has its CPUs to itself: OpenMP's own wait policy instead of the harness's ``PASSIVE`` default
+    (a policy the user set is kept). Call before torch and DGL are imported: OpenMP reads it once, when it loads."""
+    if os.environ.get(_WAIT_POLICY_IS_DEFAULT) == "1" and os.environ.get(_WAIT_POLICY) == "PASSIVE":
+        del os.environ[_WAIT_POLICY]
 
 
 def set_threads(threads: int) -> None:

@@ -6,7 +6,7 @@ import sys
 import yaml
 
 # importing recrepro sets the runtime defaults every job inherits (recrepro/runtime.py): no network request when
-# litellm is imported, DGL's backend, sleeping OpenMP threads
+# litellm is imported, DGL's backend, sleeping OpenMP threads (unless a job holds every core: runtime_options)
 from recrepro.data.cards import available_datasets, load_card
 from recrepro.inputs import reads_llm_stage, unavailable
 from recrepro.registry import declared_requirements
@@ -54,6 +54,13 @@ wildcard_constraints:
     variant="|".join(VARIANTS),
     seed=r"\d+",
     worker=r"\d+",
+
+
+def runtime_options(wildcards, threads):
+    """`recrepro`'s process options for a job: its threads, and `--exclusive` when they are all the workflow's
+    cores, so that no other job runs beside it and idle OpenMP threads may spin (recrepro/runtime.py)."""
+    cores = workflow.resource_settings.cores
+    return f"--threads {threads}" + (" --exclusive" if cores and threads >= cores else "")
 
 
 def mirror_option(wildcards):

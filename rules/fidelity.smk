@@ -23,6 +23,7 @@ rule fidelity_run:
     output:
         "results/fidelity/{dataset}/{variant}/seed{seed}.json",
     params:
+        runtime=runtime_options,
         data=subpath(input.data, parent=True),
         options=fidelity_options,
         device=config["device"],
@@ -37,7 +38,7 @@ rule fidelity_run:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro --threads {threads} train {params.options} --dataset {wildcards.dataset:q}"
+        "python -m recrepro {params.runtime} train {params.options} --dataset {wildcards.dataset:q}"
         " --seed {wildcards.seed} --device {params.device:q} --data {params.data:q} --resume --out {output:q} > {log:q} 2>&1"
 
 

@@ -6,6 +6,7 @@ rule llm_profiles:
         f"{LLM}/user_profiles.jsonl",
         f"{LLM}/profiles.report.json",
     params:
+        runtime=runtime_options,
         data=subpath(input.data, parent=True),
         out=subpath(output[0], parent=True),
         settings=llm_settings,
@@ -23,7 +24,7 @@ rule llm_profiles:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro --threads {threads} llm profiles {wildcards.dataset:q} --data {params.data:q} --out {params.out:q}"
+        "python -m recrepro {params.runtime} llm profiles {wildcards.dataset:q} --data {params.data:q} --out {params.out:q}"
         " --settings {params.settings} --raw-text {params.raw_text:q} > {log:q} 2>&1"
 
 
@@ -36,6 +37,7 @@ rule llm_intents:
         f"{LLM}/user_intents.jsonl",
         f"{LLM}/intents.report.json",
     params:
+        runtime=runtime_options,
         data=subpath(input.data, parent=True),
         out=subpath(output[0], parent=True),
         settings=llm_settings,
@@ -53,7 +55,7 @@ rule llm_intents:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro --threads {threads} llm intents {wildcards.dataset:q} --data {params.data:q} --out {params.out:q}"
+        "python -m recrepro {params.runtime} llm intents {wildcards.dataset:q} --data {params.data:q} --out {params.out:q}"
         " --settings {params.settings} --raw-text {params.raw_text:q} > {log:q} 2>&1"
 
 
@@ -66,6 +68,7 @@ rule llm_embeddings:
         f"{LLM}/embeddings.npz",
         f"{LLM}/manifest.json",
     params:
+        runtime=runtime_options,
         data=subpath(input.data, parent=True),
         out=subpath(output[0], parent=True),
         settings=llm_settings,
@@ -83,5 +86,5 @@ rule llm_embeddings:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro --threads {threads} llm embeddings {wildcards.dataset:q} --data {params.data:q} --out {params.out:q}"
+        "python -m recrepro {params.runtime} llm embeddings {wildcards.dataset:q} --data {params.data:q} --out {params.out:q}"
         " --settings {params.settings} --raw-text {params.raw_text:q} > {log:q} 2>&1"

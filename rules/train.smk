@@ -5,6 +5,7 @@ rule train:
         record="results/runs/{dataset}/{variant}/seed{seed}.json",
         per_user="results/runs/{dataset}/{variant}/seed{seed}.users.npz",
     params:
+        runtime=runtime_options,
         data=subpath(input.data, parent=True),
         text=text_option,
         tuned=params_option,
@@ -20,6 +21,6 @@ rule train:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro --threads {threads} train {params.variant} --dataset {wildcards.dataset:q} --seed {wildcards.seed}"
+        "python -m recrepro {params.runtime} train {params.variant} --dataset {wildcards.dataset:q} --seed {wildcards.seed}"
         " --device {params.device:q} --data {params.data:q} {params.text} {params.tuned} --resume --out {output.record:q}"
         " > {log:q} 2>&1"

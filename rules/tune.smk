@@ -24,6 +24,7 @@ rule tune_worker:
     output:
         "results/tuning/{dataset}/{variant}/worker{worker}.json",
     params:
+        runtime=runtime_options,
         variant=variant_options,
         tuning=tuning_options,
         data=subpath(input.data, parent=True),
@@ -41,7 +42,7 @@ rule tune_worker:
     conda:
         "../environment.yml"
     shell:
-        "python -m recrepro --threads {threads} tune worker {params.variant} --dataset {wildcards.dataset:q} {params.tuning}"
+        "python -m recrepro {params.runtime} tune worker {params.variant} --dataset {wildcards.dataset:q} {params.tuning}"
         " --worker {wildcards.worker} --workers {params.workers} --max-epochs {params.max_epochs}"
         " --device {params.device:q} --data {params.data:q} {params.text} --out {output:q} > {log:q} 2>&1"
 

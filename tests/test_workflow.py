@@ -81,6 +81,18 @@ def test_config_values_reach_shell_commands_quoted(workdir):
     assert not (workdir / "PWNED").exists()
 
 
+@pytest.mark.parametrize("cores, threads, exclusive", [("2", "2", True), ("2", "1", False), ("4", "2", False)])
+def test_a_job_runs_exclusive_exactly_when_its_threads_are_every_core(workdir, cores, threads, exclusive):
+    out = snakemake(
+        workdir, "-n", "-p", "results/runs/ml-100k/lightgcn/seed2023.json", "--cores", cores,
+        "--config", "tune=false", f"threads={threads}",
+    )  # fmt: skip
+    commands = [line for line in (out.stdout + out.stderr).splitlines() if "python -m recrepro --threads" in line]
+    train = next(line for line in commands if " train " in line)
+    assert f"--threads {threads}" in train
+    assert ("--exclusive" in train) == exclusive
+
+
 @pytest.mark.parametrize(
     "setting, message",
     [
