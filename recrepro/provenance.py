@@ -9,6 +9,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from recrepro import runtime
 from recrepro.paths import REPO_ROOT, shown
 
 TRACKED_PACKAGES = (
@@ -73,4 +74,5 @@ def provenance() -> dict[str, object]:
         "machine": platform.machine(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "argv": portable_argv(sys.argv),
+        "runtime": runtime.settings(),
     }

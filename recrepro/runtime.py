@@ -68,3 +68,12 @@ def set_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
     if "dgl" in sys.modules:
         sys.modules["dgl"].utils.set_num_threads(threads)
+
+
+def settings() -> dict[str, object]:
+    """The settings that a run's speed depends on, as this process runs with them (for its provenance)."""
+    torch = sys.modules.get("torch")
+    return {
+        "cpu_threads": torch.get_num_threads() if torch else None,
+        "omp_wait_policy": os.environ.get(_WAIT_POLICY, "OpenMP's default"),
+    }

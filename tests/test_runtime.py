@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from recrepro import cli
+from recrepro.provenance import provenance
 
 POLICY, MARK = "OMP_WAIT_POLICY", "RECREPRO_DEFAULT_OMP_WAIT_POLICY"
 
@@ -48,3 +49,14 @@ def test_a_job_without_exclusive_keeps_the_default(monkeypatch, capsys):
     monkeypatch.setenv(MARK, "1")
     assert cli.main(["list"]) == 0
     assert os.environ[POLICY] == "PASSIVE"
+
+
+@pytest.mark.parametrize("policy", ["PASSIVE", None])
+def test_a_record_names_the_wait_policy_and_threads_it_ran_with(monkeypatch, policy):
+    import torch
+
+    monkeypatch.delenv(POLICY, raising=False)
+    if policy:
+        monkeypatch.setenv(POLICY, policy)
+    settings = provenance()["runtime"]
+    assert settings == {"cpu_threads": torch.get_num_threads(), "omp_wait_policy": policy or "OpenMP's default"}
