@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -111,13 +110,9 @@ def main() -> None:
     if args.child:
         from recrepro import runtime  # its import sets the runtime defaults; torch is not imported yet
 
-        if args.exclusive:
-            runtime.use_cpus_alone()
-        if args.threads:
-            runtime.set_threads(args.threads)
-        policy = os.environ.get("OMP_WAIT_POLICY", "OpenMP's default")
+        runtime.configure_job(args.threads, args.exclusive)
         row = measure(args.child, args.dataset, args.epochs, args.device, args.set, text_dims)
-        print(json.dumps(row | {"wait_policy": policy}))
+        print(json.dumps(row | {"wait_policy": runtime.settings()["omp_wait_policy"]}))
         return
 
     reference = yaml.safe_load((REPO / "config" / "reference_numbers.yaml").read_text())

@@ -23,7 +23,7 @@ import numpy as np
 import recrepro  # noqa: F401  (sets runtime defaults before heavy imports)
 from recrepro import paths
 from recrepro.atomic import write_text
-from recrepro.runtime import set_threads, use_cpus_alone
+from recrepro.runtime import configure_job
 
 log = logging.getLogger("recrepro")
 
@@ -488,10 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.exclusive:  # before torch and DGL are imported (OpenMP reads its settings once)
-        use_cpus_alone()
-    if args.threads:
-        set_threads(args.threads)
+    configure_job(args.threads, args.exclusive)  # before torch and DGL are imported
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -70,6 +70,15 @@ def set_threads(threads: int) -> None:
         sys.modules["dgl"].utils.set_num_threads(threads)
 
 
+def configure_job(threads: int | None, exclusive: bool) -> None:
+    """Apply a job's process options (``--threads``, ``--exclusive``). Call before torch and DGL are imported:
+    OpenMP reads its settings once, when it loads."""
+    if exclusive:
+        use_cpus_alone()
+    if threads:
+        set_threads(threads)
+
+
 def settings() -> dict[str, object]:
     """The settings that a run's speed depends on, as this process runs with them (for its provenance)."""
     torch = sys.modules.get("torch")
