@@ -39,8 +39,9 @@ class TextAlignment(nn.Module):
                   + NCE(h_i-, f(t_i-), f(batch t_i-))], with one projector f shared by users and items.
 
     As in the reference, user negatives are all users and item negatives are the batch's items of the same
-    role (duplicates included). Repeated users and items are scored once, weighted by their multiplicity, which
-    gives the reference's values and gradients without projecting and scoring every repetition.
+    role (duplicates included). Repeated users and items are scored once, weighted by their multiplicity, and the
+    items of both roles are projected once (the reference projects every item): the reference's values and
+    gradients without projecting and scoring every repetition.
     """
 
     def __init__(
@@ -60,13 +61,6 @@ class TextAlignment(nn.Module):
     def item_text(self) -> torch.Tensor:
         return self.text[self.n_users :]
 
-    def _in_batch(
-        self, item_emb: torch.Tensor, items: torch.Tensor, projected_items: torch.Tensor | None
-    ) -> torch.Tensor:
-        distinct, counts = torch.unique(items, return_counts=True)
-        projected = self.projector(self.item_text[distinct]) if projected_items is None else projected_items[distinct]
-        return info_nce(item_emb[distinct], projected, projected, self.temperature, counts, counts)
-
     def forward(
         self,
         user_emb: torch.Tensor,
@@ -79,19 +73,24 @@ class TextAlignment(nn.Module):
         """The weighted alignment loss of one batch; ``projected`` may pass f(text) of every user and item (users
         first) when the caller has it already."""
         projected_users = self.projector(self.user_text) if projected is None else projected[: self.n_users]
-        projected_items = None if projected is None else projected[self.n_users :]
         distinct_users, user_counts = torch.unique(users, return_counts=True)
-        total = (
-            info_nce(
-                user_emb[distinct_users],
-                projected_users[distinct_users],
-                projected_users,
-                self.temperature,
-                anchor_counts=user_counts,
-            )
-            + self._in_batch(item_emb, pos, projected_items)
-            + self._in_batch(item_emb, neg, projected_items)
+        total = info_nce(
+            user_emb[distinct_users],
+            projected_users[distinct_users],
+            projected_users,
+            self.temperature,
+            anchor_counts=user_counts,
         )
+        batch_items, rows = torch.unique(torch.cat([pos, neg]), return_inverse=True)
+        projected_items = (
+            self.projector(self.item_text[batch_items]) if projected is None else projected[self.n_users + batch_items]
+        )
+        for role in rows.split(len(pos)):  # the positives, then the negatives
+            distinct, counts = torch.unique(role, return_counts=True)  # rows of batch_items
+            candidates = projected_items[distinct]
+            total = total + info_nce(
+                item_emb[batch_items[distinct]], candidates, candidates, self.temperature, counts, counts
+            )
         return self.weight * total / len(users)
 
 

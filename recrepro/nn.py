@@ -31,8 +31,9 @@ class _CosineLogSumExp(torch.autograd.Function):
     """sum_b w_b log sum_c m_c exp(<a_b, c_c> / t) for unit vectors a, c, candidate multiplicities m and anchor
     multiplicities w, with one B x C buffer.
 
-    Cosines are at most 1, so exp((s - 1) / t) never overflows and the sum needs no row maximum; the softmax
-    kept for the backward pass is that same buffer, normalised in place.
+    Cosines are at most 1, so exp((s - 1) / t) never overflows and the sum needs no row maximum. The backward
+    pass reads the same buffer: the softmax's row scale 1 / total (and w_b) goes onto the B x d operands of its
+    two products, so the B x C buffer is never rescaled.
     """
 
     @staticmethod
@@ -50,19 +51,19 @@ class _CosineLogSumExp(torch.autograd.Function):
             weights.add_(log_counts)
         weights.exp_()
         totals = weights.sum(1)
-        weights.div_(totals.unsqueeze(1))  # softmax over the candidates
-        ctx.save_for_backward(a, c, weights, row_weights)
+        ctx.save_for_backward(a, c, weights, totals, row_weights)
         ctx.temperature = temperature
         per_row = totals.log() + 1 / temperature
         return (per_row * row_weights).sum() if row_weights is not None else per_row.sum()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        a, c, weights, row_weights = ctx.saved_tensors
-        scaled = weights.mul_(grad / ctx.temperature)  # in place: the buffer is not needed after this
+        a, c, weights, totals, row_weights = ctx.saved_tensors
+        scale = grad / ctx.temperature / totals  # d loss / d logits = scale_b x exp-weights_bc
         if row_weights is not None:
-            scaled.mul_(row_weights.unsqueeze(1))
-        return scaled @ c, scaled.T @ a, None, None, None
+            scale = scale * row_weights
+        scale = scale.unsqueeze(1)
+        return (weights @ c) * scale, weights.T @ (a * scale), None, None, None
 
 
 def info_nce(

@@ -219,10 +219,14 @@ def test_text_alignment_with_repeated_items_equals_the_reference_formula():
         )
         / 40
     )
-    assert ours.item() == pytest.approx(theirs.item(), rel=1e-12)
+    # the same with f(text) of every user and item passed in, as IRLLRec passes it
+    given = alignment(user_emb, item_emb, users, pos, neg, project(torch.cat([users_text, items_text])))
     params = [user_emb, item_emb, *project.parameters()]
-    for got, expected in zip(torch.autograd.grad(ours, params), torch.autograd.grad(theirs, params)):
-        assert torch.allclose(got, expected, rtol=1e-9, atol=1e-12)
+    expected = torch.autograd.grad(theirs, params, retain_graph=True)
+    for loss in (ours, given):
+        assert loss.item() == pytest.approx(theirs.item(), rel=1e-12)
+        for got, want in zip(torch.autograd.grad(loss, params), expected):
+            assert torch.allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
 def test_l2_normalize_matches_torch():
