@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def measure(method: str, dataset: str, steps: int, text: str | None, top: int) -> str:
+def measure(method: str, dataset: str, steps: int, text: str | None, top: int, exclusive: bool) -> str:
     """One method in this process: a markdown section with ms/step and the top operators by self CPU time."""
     import time
     from functools import partial
@@ -26,6 +26,7 @@ def measure(method: str, dataset: str, steps: int, text: str | None, top: int) -
     from recrepro import runtime
 
     runtime.configure_environment()  # before torch loads, as in training (OpenMP reads its settings then)
+    runtime.configure_job(None, exclusive)
     import numpy as np
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", nargs="+", default=None, help="default: every registered method")
     parser.add_argument("--steps", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--exclusive", action="store_true", help="as recrepro --exclusive: a job holding every core")
     parser.add_argument("--top", type=int, default=8)
     parser.add_argument("--text", help="LLM-stage or stand-in folder (default resources/llm/<dataset>)")
     parser.add_argument("--out", type=Path)
@@ -101,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = build_parser().parse_args()
     if args.one:
-        print(measure(args.one, args.dataset, args.steps, args.text, args.top))
+        print(measure(args.one, args.dataset, args.steps, args.text, args.top, args.exclusive))
         return
     if args.methods is None:
         sys.path.insert(0, str(REPO))
@@ -113,6 +115,7 @@ def main() -> None:
     for method in args.methods:  # each in a fresh process: no warm caches, no shared allocator state
         cmd = [sys.executable, __file__, "--one", method, "--dataset", args.dataset, "--steps", str(args.steps)]
         cmd += ["--top", str(args.top)] + (["--text", args.text] if args.text else [])
+        cmd += ["--exclusive"] if args.exclusive else []
         sections.append(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout)
         print(sections[-1], flush=True)
     if args.out:
