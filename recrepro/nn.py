@@ -97,7 +97,8 @@ class _AllPairsInfoNCE(torch.autograd.Function):
     One block's exponentials are the only large buffer, allocated once per pass and reused by every block: it is
     kept for the backward pass when everything fits in one block, and recomputed block by block otherwise
     (O(block x M) memory). The gradient with respect to the logits is c_n (E_nm / (T_n + 1e-8) - [n = m]) with
-    c_n = q_n / (q_n + 1e-8) / N and q_n = p_n / (T_n + 1e-8).
+    c_n = q_n / (q_n + 1e-8) / N and q_n = p_n / (T_n + 1e-8); its row scales go onto the block x d operands of the
+    two products and its diagonal onto the rows themselves, so the buffer is only read.
     """
 
     @staticmethod
@@ -120,19 +121,21 @@ class _AllPairsInfoNCE(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         x, y, totals, q, kept = ctx.saved_tensors
         t, block, n = ctx.temperature, ctx.block, x.shape[0]
-        scale = grad * q / (q + 1e-8) / n / t  # c_n / t, the 1/t of the logits folded in
+        scale = (grad * q / (q + 1e-8) / n / t).unsqueeze(1)  # c_n / t, the 1/t of the logits folded in
+        softmax_scale = scale / (totals + 1e-8).unsqueeze(1)
         # y is often a constant (RLMRec-Gen's LLM profiles): its N x M x D product is then skipped
-        grad_x, grad_y = torch.empty_like(x), torch.zeros_like(y) if ctx.needs_input_grad[1] else None
+        grad_x = -scale * y[:n]  # the diagonal's -c_n terms
+        grad_y = None
+        if ctx.needs_input_grad[1]:
+            grad_y = torch.zeros_like(y)
+            grad_y[:n] = -scale * x
         buffer = kept if kept is not None else x.new_empty(min(n, block), y.shape[0])
         for start in range(0, n, block):
             rows = slice(start, min(start + block, n))
-            g = buffer if kept is not None else torch.mm(x[rows] / t, y.T, out=buffer[: rows.stop - start]).exp_()
-            g.div_((totals[rows] + 1e-8).unsqueeze(1))
-            torch.diagonal(g, offset=start).sub_(1)
-            g.mul_(scale[rows].unsqueeze(1))
-            grad_x[rows] = g @ y
+            e = buffer if kept is not None else torch.mm(x[rows] / t, y.T, out=buffer[: rows.stop - start]).exp_()
+            grad_x[rows] += (e @ y) * softmax_scale[rows]
             if grad_y is not None:
-                grad_y.addmm_(g.T, x[rows])
+                grad_y.addmm_(e.T, x[rows] * softmax_scale[rows])
         return grad_x, grad_y, None, None
 
 
