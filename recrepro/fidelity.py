@@ -13,6 +13,11 @@ and the headline metrics as its log printed them). Where a run of ours has the s
 largest gap between the two curves at the epochs both validated, and ``plot_curves`` draws them side by side: the
 place to look when two runs end at different best epochs.
 
+An entry may state an epoch budget (``train.max_epochs``): for a configuration whose full runs do not fit a CPU,
+both implementations ran exactly that many epochs, and only runs of ours with the same budget match it. A run of
+ours that used up its budget without stopping early matches no entry without one, since it did not finish the
+training the reference's numbers come from.
+
 An entry without ``metrics`` records a speed measurement only (``timing``: both implementations' epoch time on
 the same inputs), for a configuration whose full runs do not fit the machine the table was made on; its row says
 so instead of comparing numbers.
@@ -74,6 +79,9 @@ def mismatch(record: dict, entry: dict) -> str | None:
             field, have, want = differing[0]
             return f"{field} is {_short(have)} here, {_short(want)} in the reference run"
     config = record.get("config", {})
+    if "max_epochs" not in entry.get("train", {}) and record.get("stopped_early") is False:
+        budget = config.get("train", {}).get("max_epochs")
+        return f"it ran its whole budget of {budget} epochs, while the reference run stopped early"
     for section in ("model", "train"):
         for key, value in entry.get(section, {}).items():
             have = config.get(section, {}).get(key)
@@ -220,7 +228,9 @@ def _speed(entry: dict) -> tuple[str, str]:
 
 def _label(entry: dict) -> str:
     preset = entry.get("preset", "faithful")
-    return entry["method"] + ("" if preset == "faithful" else f" ({preset})")
+    budget = entry.get("train", {}).get("max_epochs")
+    qualifiers = ([] if preset == "faithful" else [preset]) + ([f"first {budget} epochs"] if budget else [])
+    return entry["method"] + (f" ({', '.join(qualifiers)})" if qualifiers else "")
 
 
 def report(

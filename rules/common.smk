@@ -73,14 +73,17 @@ def shell_words(*words) -> str:
     return " ".join(shlex.quote(str(word)) for word in words)
 
 
+def method_words(name, variant, common_set=()):
+    """`recrepro train` words that select a variant's method, preset and fixed overrides (`set`)."""
+    words = ["--method", variant["method"], "--preset", variant.get("preset", "faithful"), "--variant", name]
+    for item in [*common_set, *variant.get("set", [])]:
+        words += ["--set", item]
+    return words
+
+
 def variant_options(wildcards):
     """Command-line options that select a variant's method, preset and fixed overrides."""
-    variant = VARIANTS[wildcards.variant]
-    words = ["--method", variant["method"], "--preset", variant.get("preset", "faithful"), "--variant",
-             wildcards.variant]
-    for item in [*config["common_set"], *variant.get("set", [])]:
-        words += ["--set", item]
-    return shell_words(*words)
+    return shell_words(*method_words(wildcards.variant, VARIANTS[wildcards.variant], config["common_set"]))
 
 
 def tuning_options(wildcards=None):
@@ -268,10 +271,8 @@ def fidelity_inputs(wildcards):
 
 
 def fidelity_options(wildcards):
-    variant = fidelity_variant(wildcards)
     text = fidelity_text_dir(wildcards)
-    words = ["--method", variant["method"], "--preset", variant.get("preset", "faithful"), "--variant",
-             wildcards.variant] + (["--text", text] if text else [])
+    words = method_words(wildcards.variant, fidelity_variant(wildcards)) + (["--text", text] if text else [])
     return shell_words(*words)
 
 

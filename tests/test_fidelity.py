@@ -73,6 +73,19 @@ def test_only_runs_on_identical_inputs_and_hyperparameters_are_compared():
     assert fidelity.matches(record(), entry(inputs={"dataset_sha256": "d" * 64, "text": {"kind": "llm"}}))
 
 
+def test_a_run_cut_by_its_epoch_budget_matches_only_an_entry_with_that_budget():
+    cut = record(config={"model": {"layers": 2, "reg_weight": 1e-6}, "train": {"lr": 0.001, "max_epochs": 10}})
+    cut["stopped_early"] = False
+    assert "its whole budget of 10 epochs" in fidelity.mismatch(cut, entry())
+    budget = entry(train={"lr": 0.001, "max_epochs": 10})
+    assert fidelity.matches(cut, budget)
+    assert not fidelity.matches({**cut, "config": {**cut["config"], "train": {"lr": 0.001, "max_epochs": 20}}}, budget)
+    assert fidelity.matches({**cut, "stopped_early": True}, entry())  # stopped before its budget: a full run
+    text, ok = fidelity.report([cut], {**REFERENCE, "comparisons": [entry(), budget]})
+    assert ok and "| lightgcn (first 10 epochs) [2] |" in text and "| lightgcn [1] " in text
+    assert "| not run " in text  # the full-run entry: the cut run is not compared with it
+
+
 def test_verdicts_differences_and_speed_ratio():
     reference = {**REFERENCE, "comparisons": [entry(), entry(method="dccf"), entry(dataset="other")]}
     far = record(method="dccf", recall=0.40)  # +33% on R@20
